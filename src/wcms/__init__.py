@@ -1,0 +1,3 @@
+"""WCMS: control and monitor a fleet of computers from one server."""
+
+__version__ = "0.1.0"

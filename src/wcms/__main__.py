@@ -1,0 +1,3 @@
+from wcms.cli.main import main
+
+main()
