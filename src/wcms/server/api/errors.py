@@ -1,0 +1,71 @@
+"""Turning every error into ``{"error": {"code", "message"}}`` with the right status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException
+
+from wcms.server.errors import TooManyRequests, WcmsError
+
+log = logging.getLogger("wcms.api")
+
+
+def error_response(
+    status: int, code: str, message: str, *, field: str | None = None
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse({"error": body}, status_code=status)
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(WcmsError, _wcms_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(DBAPIError, _database_error)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, _unexpected)
+
+
+async def _wcms_error(_: Request, exc: WcmsError) -> JSONResponse:
+    response = error_response(exc.status_code, exc.code, exc.message, field=exc.field)
+    if isinstance(exc, TooManyRequests):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+    if first.get("type") == "json_invalid":
+        return error_response(400, "malformed_json", "request body is not valid JSON")
+    location = [str(part) for part in first.get("loc", ())]
+    where = ".".join(
+        location[1:] if location and location[0] in ("body", "query", "path") else location
+    )
+    message = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
+    if first.get("type") == "missing" and location == ["body"]:
+        message, where = "request body is required", "body"
+    return error_response(422, "invalid", message, field=where or None)
+
+
+async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+    return error_response(
+        exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
+    )
+
+
+async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+    log.error("database error on %s %s: %s", request.method, request.url.path, exc.orig)
+    return error_response(503, "storage_unavailable", "the database failed; nothing was changed")
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal", "internal server error; see the server log")

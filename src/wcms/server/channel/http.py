@@ -1,0 +1,104 @@
+"""The agent API over plain HTTP: for agents behind proxies that break WebSockets.
+
+The seed's endpoints, unchanged in path: register, heartbeat, command (long-poll),
+command/result, shutdown.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from wcms.protocol import (
+    CommandPoll,
+    HeartbeatRequest,
+    RegisterRequest,
+    RegisterResponse,
+    RunProgress,
+    RunUpdate,
+    ShutdownNotice,
+)
+from wcms.server.api.deps import CoreDep, client_ip
+from wcms.server.channel.auth import AgentLinkDep, AgentMachine, bearer
+from wcms.server.errors import BadRequest, Forbidden
+from wcms.server.services.clock import utcnow
+
+router = APIRouter(prefix="/api/client", tags=["agent"])
+
+
+@router.post("/register", response_model=RegisterResponse)
+async def register(body: RegisterRequest, request: Request, core: CoreDep) -> RegisterResponse:
+    """Enrol with an enrolment token (a credential is returned once), or, with the
+    agent's credential, refresh the machine's inventory."""
+    _check_version(body.protocol_version)
+    ip = client_ip(request)
+    credential = None
+    if body.enrollment_token:
+        credential = await core.enrollment.register(body, ip=ip)
+    else:
+        machine_id, _ = await core.enrollment.authenticate(bearer(request.headers))
+        if machine_id != body.machine_id:
+            raise Forbidden(
+                f"this credential belongs to machine {machine_id!r}, not {body.machine_id!r}",
+                code="machine_mismatch",
+            )
+        await core.enrollment.update_inventory(machine_id, body.inventory, ip)
+    return RegisterResponse(
+        machine_id=body.machine_id,
+        credential=credential,
+        heartbeat_interval=core.settings.heartbeat_interval,
+        poll_timeout=core.settings.poll_timeout,
+    )
+
+
+@router.post("/heartbeat")
+async def heartbeat(body: HeartbeatRequest, core: CoreDep, link: AgentLinkDep) -> dict[str, object]:
+    core.heartbeats.submit(link.machine_id, body.status)
+    return {"ok": True, "server_time": utcnow().isoformat()}
+
+
+@router.get("/command", response_model=CommandPoll)
+async def poll_commands(
+    core: CoreDep,
+    link: AgentLinkDep,
+    wait: Annotated[float, Query(ge=0, le=300, description="Seconds to wait for work")] = 0,
+) -> CommandPoll:
+    """Runs to start and runs to cancel; waits up to ``wait`` seconds when there are none."""
+    poll = await core.commands.poll(link.machine_id, cancels=link.take_cancels())
+    if not poll.runs and not poll.cancels and wait > 0 and not link.closed:
+        await link.wait(min(wait, core.settings.poll_timeout))
+        link.touch()
+        poll = await core.commands.poll(link.machine_id, cancels=link.take_cancels())
+    return poll
+
+
+@router.post("/command/result")
+async def command_result(body: RunUpdate, core: CoreDep, link: AgentLinkDep) -> dict[str, bool]:
+    """A run started or finished; 200 means it is stored."""
+    await core.commands.apply_update(link.machine_id, body)
+    return {"ok": True}
+
+
+@router.post("/command/progress")
+async def command_progress(body: RunProgress, core: CoreDep, link: AgentLinkDep) -> dict[str, bool]:
+    """Live output and progress of a running run (protocol 2); best effort."""
+    return {"ok": await core.progress.apply(link.machine_id, body)}
+
+
+@router.post("/shutdown")
+async def shutdown(
+    body: ShutdownNotice, core: CoreDep, machine_id: AgentMachine
+) -> dict[str, bool]:
+    """The machine is shutting down (or its agent is stopping): offline at once."""
+    link = core.registry.get(machine_id)
+    if link is not None:
+        await core.presence.detach(link, reason=body.reason)
+    else:
+        await core.presence.mark_offline(machine_id, body.reason)
+    return {"ok": True}
+
+
+def _check_version(version: int) -> None:
+    if version < 1:
+        raise BadRequest(f"protocol version {version} is not supported", field="protocol_version")

@@ -1,0 +1,148 @@
+"""The agent WebSocket: the primary, push-based path between agent and server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, WebSocket
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from starlette.websockets import WebSocketDisconnect
+
+from wcms.protocol import (
+    ErrorFrame,
+    HeartbeatFrame,
+    HelloFrame,
+    RunAckFrame,
+    RunProgressFrame,
+    RunUpdateFrame,
+    ShutdownFrame,
+    WelcomeFrame,
+    agent_frame,
+)
+from wcms.server.channel.auth import bearer, session_of
+from wcms.server.channel.links import WsLink
+from wcms.server.core import Core
+from wcms.server.errors import WcmsError
+from wcms.server.services.clock import utcnow
+
+router = APIRouter()
+log = logging.getLogger("wcms.channel")
+
+HELLO_TIMEOUT_S = 15.0
+MAX_BAD_FRAMES = 20
+# Run updates being stored for one agent while its connection goes on being read: an
+# agent that reports a start and an end back to back gets both into one database round.
+MAX_UPDATES_IN_FLIGHT = 32
+
+
+@router.websocket("/api/client/ws")
+async def agent_socket(websocket: WebSocket) -> None:
+    core: Core = websocket.app.state.core
+    try:
+        machine_id, _ = await core.enrollment.authenticate(bearer(websocket.headers))
+        link = WsLink(websocket, machine_id, session_of(websocket.headers))
+        await core.presence.attach(link)
+    except WcmsError as exc:
+        await _deny(websocket, exc)
+        return
+    goodbye: str | None = None
+    try:
+        await websocket.accept()
+        goodbye = await _converse(core, link)
+    except WebSocketDisconnect:
+        pass
+    except TimeoutError:
+        await link.close(4400, "hello_timeout")
+    finally:
+        await core.presence.detach(link, reason=goodbye)
+        if goodbye is not None:
+            await link.close(1000, "goodbye")
+
+
+async def _converse(core: Core, link: WsLink) -> str | None:
+    """Serve one connection; returns the agent's goodbye reason, if it said goodbye."""
+    hello = agent_frame(await asyncio.wait_for(link.websocket.receive_text(), HELLO_TIMEOUT_S))
+    if not isinstance(hello, HelloFrame):
+        raise TimeoutError("first frame was not hello")
+    if hello.inventory is not None:
+        ip = link.websocket.client.host if link.websocket.client else None
+        await core.enrollment.update_inventory(link.machine_id, hello.inventory, ip)
+    await link.send(
+        WelcomeFrame(
+            machine_id=link.machine_id,
+            heartbeat_interval=core.settings.heartbeat_interval,
+            server_time=utcnow(),
+        )
+    )
+    link.ready = True
+    await core.commands.deliver_pending(link.machine_id)
+    updates: set[asyncio.Task[None]] = set()
+    try:
+        return await _read_frames(core, link, updates)
+    finally:
+        # Updates already received are stored even if the connection is gone; the
+        # agent re-sends any whose acknowledgement it did not get.
+        if updates:
+            await asyncio.wait(updates)
+
+
+async def _read_frames(core: Core, link: WsLink, updates: set[asyncio.Task[None]]) -> str | None:
+    bad_frames = 0
+    while True:
+        raw = await link.websocket.receive_text()
+        link.touch()
+        try:
+            frame = agent_frame(raw)
+        except ValidationError as exc:
+            bad_frames += 1
+            await link.send(ErrorFrame(code="bad_frame", message=_first_error(exc)))
+            if bad_frames > MAX_BAD_FRAMES:
+                await link.close(4400, "too_many_bad_frames")
+                return None
+            continue
+        if isinstance(frame, HeartbeatFrame):
+            core.heartbeats.submit(link.machine_id, frame.status)
+        elif isinstance(frame, RunUpdateFrame):
+            if len(updates) >= MAX_UPDATES_IN_FLIGHT:
+                await asyncio.wait(updates, return_when=asyncio.FIRST_COMPLETED)
+            task = asyncio.create_task(_apply(core, link, frame))
+            updates.add(task)
+            task.add_done_callback(updates.discard)
+        elif isinstance(frame, RunProgressFrame):
+            await core.progress.apply(link.machine_id, frame.progress)
+        elif isinstance(frame, ShutdownFrame):
+            return frame.reason
+
+
+async def _apply(core: Core, link: WsLink, frame: RunUpdateFrame) -> None:
+    update = frame.update
+    try:
+        await core.commands.apply_update(link.machine_id, update)
+    except WcmsError as exc:
+        await link.send(ErrorFrame(code=exc.code, message=exc.message))
+        return
+    except Exception:
+        # Not stored (the database failed): drop the connection unacknowledged, so the
+        # agent reconnects and sends the update again.
+        log.exception("run update from %s not stored", link.machine_id)
+        await link.close(1011, "server_error")
+        return
+    await link.send(RunAckFrame(run_id=update.run_id, attempt=update.attempt, state=update.state))
+
+
+async def _deny(websocket: WebSocket, exc: WcmsError) -> None:
+    """Refuse the handshake with an HTTP status and a JSON error body."""
+    body = {"error": {"code": exc.code, "message": exc.message}}
+    try:
+        await websocket.send_denial_response(JSONResponse(body, status_code=exc.status_code))
+    except RuntimeError:
+        # The ASGI server cannot send a denial body: close with the code as reason.
+        await websocket.close(code=4000 + exc.status_code, reason=exc.code)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}" if where else str(error["msg"])

@@ -1,0 +1,87 @@
+"""Server settings: one object, read from flags and ``WCMS_*`` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every server setting. Each can be given as ``WCMS_<NAME>``; secrets also as
+    ``WCMS_<NAME>_FILE`` naming a file that holds the value."""
+
+    model_config = SettingsConfigDict(env_prefix="WCMS_", extra="ignore", strict=False)
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port to listen on")
+    data_dir: Path = Field(default=Path("wcms-data"), description="Directory for SQLite and keys")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default is SQLite in data_dir "
+        "(postgresql+asyncpg://user@host/db for PostgreSQL)",
+    )
+    admin_password: SecretStr | None = Field(
+        default=None, description="Password for user 'admin' created on first start"
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key that seals secrets in command payloads; default: generated "
+        "once into data_dir/secret.key",
+    )
+    heartbeat_interval: float = Field(
+        default=30.0, gt=0, le=3600, description="Seconds between agent heartbeats"
+    )
+    offline_grace: float = Field(
+        default=10.0,
+        ge=0,
+        le=3600,
+        description="Seconds a dropped connection may take to come back before the "
+        "machine is marked offline",
+    )
+    heartbeat_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds without any message from an agent before it is marked "
+        "offline; default 3 heartbeat intervals",
+    )
+    poll_timeout: float = Field(
+        default=25.0, gt=0, le=300, description="Seconds an agent's long-poll waits"
+    )
+    max_output_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="Stored stdout/stderr per run, in bytes"
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=4096, description="Largest request body accepted, in bytes"
+    )
+    max_upload_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=4096,
+        description="Largest file accepted: documents to print, screenshots, in bytes",
+    )
+    run_timeout_slack: float = Field(
+        default=60.0, ge=0, description="Extra seconds before an unanswered run is timed out"
+    )
+    demo: bool = Field(default=False, description="Demo mode: relaxed defaults for a try-out")
+    log_level: str = Field(default="info", description="debug, info, warning or error")
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        for name in ("admin_password", "secret_key", "database_url"):
+            path = os.environ.get(f"WCMS_{name.upper()}_FILE")
+            if path and getattr(self, name) is None:
+                value = Path(path).read_text(encoding="utf-8").strip()
+                setattr(self, name, SecretStr(value) if name != "database_url" else value)
+        return self
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'wcms.db').resolve()}"
+
+    @property
+    def effective_heartbeat_timeout(self) -> float:
+        return self.heartbeat_timeout or self.heartbeat_interval * 3

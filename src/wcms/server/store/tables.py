@@ -1,0 +1,309 @@
+"""The database schema, as SQLAlchemy Core tables.
+
+Core, not ORM: the hot paths (heartbeats, command fan-out) write in batches, and rows are
+plain data handed to the services.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# SQLite has no 64-bit autoincrement type; BIGINT there would not alias the rowid.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite drops the zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)  # type: ignore[no-any-return]
+        return value.astimezone(UTC)  # type: ignore[no-any-return]
+
+
+machines = Table(
+    "machines",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("hostname", String(255), nullable=False, index=True),
+    Column("room", String(128), index=True),
+    Column("seat", String(64)),
+    Column("os", String(255), nullable=False, default=""),
+    Column("agent_version", String(64), nullable=False, default=""),
+    Column("ip", String(64)),
+    Column("inventory", JSON),
+    Column("status", String(16), nullable=False, default="offline"),
+    Column("status_reason", String(64)),
+    Column("status_changed_at", UTCDateTime),
+    Column("last_seen_at", UTCDateTime),
+    Column("transport", String(8)),
+    Column("conflict", JSON),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+machine_tags = Table(
+    "machine_tags",
+    metadata,
+    Column(
+        "machine_id", String(128), ForeignKey("machines.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("tag", String(64), primary_key=True),
+    Index("ix_machine_tags_tag", "tag"),
+)
+
+machine_status = Table(
+    "machine_status",
+    metadata,
+    Column(
+        "machine_id", String(128), ForeignKey("machines.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("at", UTCDateTime, nullable=False),
+    Column("report", JSON, nullable=False),
+)
+
+status_history = Table(
+    "status_history",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("machine_id", String(128), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("cpu_percent", Float, nullable=False),
+    Column("ram_used", BigInteger, nullable=False),
+    Column("ram_percent", Float, nullable=False),
+    Column("disks", JSON),
+    Column("users", JSON),
+    Column("uptime_s", Float),
+    Column("process_count", Integer),
+    Index("ix_status_history_machine_at", "machine_id", "at"),
+)
+
+presence_events = Table(
+    "presence_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("machine_id", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_presence_events_machine_at", "machine_id", "at"),
+)
+
+enrollment_tokens = Table(
+    "enrollment_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("secret_hash", String(128), nullable=False),
+    Column("uses_allowed", Integer, nullable=False),
+    Column("uses_count", Integer, nullable=False, default=0),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128)),
+    Column("note", String(200)),
+    Column("revoked_at", UTCDateTime),
+    Column("room", String(128)),
+)
+
+rooms = Table(
+    "rooms",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("rows", Integer, nullable=False),
+    Column("cols", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+agent_credentials = Table(
+    "agent_credentials",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "machine_id",
+        String(128),
+        ForeignKey("machines.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("secret_hash", String(128), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+    Column("revoke_reason", String(64)),
+)
+
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("type", String(64), nullable=False),
+    Column("selector", String(512), nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("sealed_secrets", Text),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("timeout_s", Float, nullable=False),
+    Column("max_retries", Integer, nullable=False, default=0),
+    Column("expires_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False, index=True),
+    Column("created_by", String(128)),
+)
+
+command_runs = Table(
+    "command_runs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "command_id", Id, ForeignKey("commands.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("machine_id", String(128), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempt", Integer, nullable=False, default=1),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("expires_at", UTCDateTime),
+    Column("deadline_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Column("started_at", UTCDateTime),
+    Column("finished_at", UTCDateTime),
+    Column("exit_code", Integer),
+    Column("stdout", Text),
+    Column("stderr", Text),
+    Column("stdout_truncated", Boolean, nullable=False, default=False),
+    Column("stderr_truncated", Boolean, nullable=False, default=False),
+    Column("duration_ms", Integer),
+    Column("error", Text),
+    # The action's structured result (a file id, a process list...).
+    Column("result_data", JSON),
+    # Live progress of a running run; its output so far is in stdout/stderr.
+    Column("progress", Float),
+    Column("progress_note", String(500)),
+    # The online machine that carries out a wake run for its (sleeping) machine.
+    Column("relay_id", String(128)),
+    Index("ix_command_runs_machine_state", "machine_id", "state"),
+    Index("ix_command_runs_state", "state"),
+)
+
+command_events = Table(
+    "command_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("run_id", Id, ForeignKey("command_runs.id", ondelete="CASCADE"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("detail", Text),
+    Index("ix_command_events_run", "run_id", "at"),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(16), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("content_type", String(127), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("machine_id", String(128)),
+    Column("run_id", Id),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128)),
+    Index("ix_files_kind_created", "kind", "created_at"),
+    Index("ix_files_machine", "machine_id"),
+)
+
+action_policies = Table(
+    "action_policies",
+    metadata,
+    # "machine:ID" or "room:NAME"
+    Column("scope", String(160), primary_key=True),
+    Column("disabled", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("updated_by", String(128)),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("username", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("role", String(16), nullable=False, default="admin"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_login_at", UTCDateTime),
+    Column("disabled", Boolean, nullable=False, default=False),
+)
+
+sessions = Table(
+    "sessions",
+    metadata,
+    Column("id", String(128), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("secret_hash", String(128), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="SET NULL")),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("last_used_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("at", UTCDateTime, nullable=False, index=True),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(255)),
+    Column("detail", JSON),
+    Column("ip", String(64)),
+)

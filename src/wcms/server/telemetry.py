@@ -1,0 +1,36 @@
+"""The server's own Prometheus metrics, one registry per server process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0)
+
+
+class Telemetry:
+    """Counters and histograms the hot paths update and ``/metrics`` exposes."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.heartbeats_written = Counter(
+            "wcms_heartbeats_written", "Heartbeats written to the database", registry=self.registry
+        )
+        self.heartbeat_latency = Histogram(
+            "wcms_heartbeat_latency_seconds",
+            "From a heartbeat's arrival to its row being committed",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.run_updates = Counter(
+            "wcms_run_updates", "Run updates received from agents", registry=self.registry
+        )
+        self.agents_connected = Gauge(
+            "wcms_agents_connected",
+            "Agents connected to this server process",
+            registry=self.registry,
+        )
+
+    def count_connected(self, count: Callable[[], float]) -> None:
+        self.agents_connected.set_function(count)

@@ -1,0 +1,130 @@
+"""Dashboard pages and forms for commands: send, follow, cancel, retry."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from pydantic import ValidationError
+from starlette.datastructures import FormData
+from starlette.responses import RedirectResponse, Response
+
+from wcms.protocol import CommandCreate
+from wcms.protocol.bulk import BulkCommandCreate
+from wcms.server.api.deps import CoreDep
+from wcms.server.errors import BadRequest
+from wcms.server.services import command_views
+from wcms.server.web.deps import CheckedForm, WebActor, WebUser
+from wcms.server.web.fleet import filtered_machines
+from wcms.server.web.forms import payload_from
+from wcms.server.web.render import render
+
+router = APIRouter(include_in_schema=False)
+
+CommandId = Annotated[int, Path(ge=1, le=2**62)]
+MachineId = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
+
+
+@router.get("/commands")
+async def commands_page(
+    request: Request, core: CoreDep, user: WebUser, before_id: int | None = None
+) -> Response:
+    rows = await command_views.list_commands(core.engine, limit=50, before_id=before_id)
+    return render(request, "commands.html", title="Commands", user=user, commands=rows)
+
+
+@router.get("/commands/table")
+async def commands_table(request: Request, core: CoreDep, _: WebUser) -> Response:
+    rows = await command_views.list_commands(core.engine, limit=50)
+    return render(request, "commands_table.html", commands=rows)
+
+
+@router.get("/commands/{command_id}")
+async def command_page(
+    command_id: CommandId, request: Request, core: CoreDep, user: WebUser
+) -> Response:
+    command = await command_views.get_command(core.engine, command_id)
+    return render(request, "command.html", title="Command", user=user, c=command)
+
+
+@router.get("/commands/{command_id}/runs")
+async def command_runs(
+    command_id: CommandId, request: Request, core: CoreDep, _: WebUser
+) -> Response:
+    command = await command_views.get_command(core.engine, command_id)
+    return render(request, "command_runs.html", c=command)
+
+
+@router.get("/commands/{command_id}/progress")
+async def command_progress(
+    command_id: CommandId, request: Request, core: CoreDep, _: WebUser, output: int = 0
+) -> Response:
+    """The live progress block a sent command shows, with each machine's output when
+    ``output`` is 1."""
+    command = await command_views.get_command(core.engine, command_id)
+    return render(request, "command_progress.html", c=command, show_output=bool(output))
+
+
+@router.post("/commands/{command_id}/cancel")
+async def cancel(command_id: CommandId, core: CoreDep, actor: WebActor, _: CheckedForm) -> Response:
+    await core.commands.cancel(command_id, actor=actor)
+    return RedirectResponse(f"/commands/{command_id}", status_code=303)
+
+
+@router.post("/commands/{command_id}/retry")
+async def retry(command_id: CommandId, core: CoreDep, actor: WebActor, _: CheckedForm) -> Response:
+    await core.commands.retry(command_id, actor=actor)
+    return RedirectResponse(f"/commands/{command_id}", status_code=303)
+
+
+@router.post("/pc/{machine_id}/command")
+async def send_to_machine(
+    machine_id: MachineId, request: Request, core: CoreDep, actor: WebActor, form: CheckedForm
+) -> Response:
+    """The machine page's command form; answers with the command's live progress."""
+    await core.machines.get(machine_id)
+    request_body = _command(CommandCreate, form, selector=machine_id)
+    command_id = await core.commands.create(request_body, actor=actor)
+    command = await command_views.get_command(core.engine, command_id)
+    return render(request, "command_progress.html", c=command, show_output=True, sent=True)
+
+
+@router.post("/machines/bulk")
+async def send_to_many(
+    request: Request, core: CoreDep, actor: WebActor, form: CheckedForm
+) -> Response:
+    """A bulk action from the machines list or a room: the selection, every machine
+    matching the list's filters, or a whole room."""
+    room = str(form.get("room_all") or "")
+    if room:
+        body = _command(CommandCreate, form, selector=f"room:{room}")
+    else:
+        targets = await _selection(core, form)
+        label = f"{len(targets)} selected" if len(targets) > 1 else targets[0]
+        body = _command(BulkCommandCreate, form, selector=label, targets=targets)
+    command_id = await core.commands.create(body, actor=actor)
+    command = await command_views.get_command(core.engine, command_id)
+    return render(request, "command_progress.html", c=command, show_output=False, sent=True)
+
+
+async def _selection(core: Any, form: FormData) -> list[str]:
+    if form.get("all_matching"):
+        query = {k: str(form.get("f_" + k) or "") for k in ("q", "room", "tag", "status", "sort")}
+        targets = [m.id for m in await filtered_machines(core, query)]
+    else:
+        targets = [str(v) for v in form.getlist("ids")]
+    if not targets:
+        raise BadRequest("select at least one machine", field="ids", code="empty_selection")
+    return targets
+
+
+def _command(model: Any, form: FormData, **fields: Any) -> Any:
+    command_type = str(form.get("type") or "")
+    try:
+        return model.model_validate(
+            {"type": command_type, "payload": payload_from(command_type, form), **fields}
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        raise BadRequest(f"{where}: {error['msg']}", field=where) from None

@@ -1,0 +1,91 @@
+"""Rendering dashboard pages: the template environment and what every page knows."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi.templating import Jinja2Templates
+from markupsafe import Markup, escape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from wcms import __version__
+from wcms.server import csrf
+from wcms.server.api.deps import SESSION_COOKIE
+from wcms.server.web.i18n import negotiate, translator
+
+TEMPLATES = Path(__file__).with_name("templates")
+STATIC = Path(__file__).with_name("static")
+LOGIN_NONCE_COOKIE = "wcms_login_nonce"
+
+templates = Jinja2Templates(directory=TEMPLATES)
+
+
+def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
+    """A page in the request's language, carrying the CSRF token for its forms."""
+    language = negotiate(request)
+    nonce = None
+    basis = request.cookies.get(SESSION_COOKIE)
+    if not basis:
+        basis = request.cookies.get(LOGIN_NONCE_COOKIE)
+        if not basis:
+            basis = nonce = secrets.token_urlsafe(24)
+    key: bytes = request.app.state.core.csrf_key
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {
+            "_": translator(language),
+            "lang": language,
+            "csrf_token": csrf.token_for(key, basis),
+            "version": __version__,
+            "path": request.url.path,
+            **context,
+        },
+        status_code=status,
+    )
+    if nonce is not None:
+        response.set_cookie(
+            LOGIN_NONCE_COOKIE, nonce, httponly=True, samesite="strict", max_age=3600
+        )
+    return response
+
+
+def _time(value: datetime | str | None) -> Markup:
+    """A <time> the browser shows in its own time zone and language (see app.js)."""
+    if value is None:
+        return Markup("\u2013")
+    text = value.isoformat() if isinstance(value, datetime) else str(value)
+    shown = text[:19].replace("T", " ")
+    # Both values are escaped before they are marked safe.
+    return Markup(f'<time datetime="{escape(text)}">{escape(shown)} UTC</time>')  # noqa: S704
+
+
+def _bytes(value: float | None) -> str:
+    if value is None:
+        return "\u2013"
+    size = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def _duration(seconds: float | None) -> str:
+    if not seconds:
+        return "\u2013"
+    minutes, _ = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m"
+
+
+templates.env.filters["time"] = _time
+templates.env.filters["bytes"] = _bytes
+templates.env.filters["duration"] = _duration
