@@ -1,0 +1,184 @@
+"""The interface between the agent and its operating system.
+
+Everything that differs between Linux, Windows and macOS sits behind :class:`Platform`
+(and :class:`ShellProcess` for a running command), so the rest of the agent never
+checks ``sys.platform``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wcms.agent.service import ServiceSpec
+from wcms.protocol import PowerPayload
+from wcms.protocol.actions import CreateUserPayload, PrintPayload
+
+# Prefix of the app-specific machine id hash; changing it changes every machine's id.
+_APP_ID_PREFIX = "wcms:"
+
+
+def app_specific_id(raw: str) -> str:
+    """An id derived from the OS machine id that does not reveal it, in the spirit of
+    systemd's ``sd_id128_get_machine_app_specific``."""
+    digest = hashlib.sha256((_APP_ID_PREFIX + raw.strip()).encode("utf-8")).hexdigest()
+    return digest[:32]
+
+
+def decode_utf8(data: bytes, *, complete: bool) -> str:
+    """Decode as UTF-8, replacing bad bytes. When ``complete`` is false the data was cut
+    off, so an incomplete character at the end is dropped rather than shown as junk."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    return decoder.decode(data, final=complete)
+
+
+@dataclass(frozen=True)
+class OsInfo:
+    name: str
+    version: str
+    pretty: str
+
+
+class ShellProcess:
+    """A running shell command, with the means to kill everything it started."""
+
+    def __init__(self, transport: asyncio.SubprocessTransport) -> None:
+        self.transport = transport
+
+    @property
+    def pid(self) -> int:
+        return self.transport.get_pid()
+
+    @property
+    def returncode(self) -> int | None:
+        """The shell's exit status (negative: killed by that signal), None while running."""
+        return self.transport.get_returncode()
+
+    def kill_tree(self) -> None:
+        """Kill the command and every process it started; never raises if they are
+        already gone."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the pipes (and anything else held) once the command is over."""
+        self.transport.close()
+
+
+class Platform:
+    """Operating-system specific behaviour of the agent. One instance per process."""
+
+    name = "unknown"
+
+    def os_machine_id(self) -> str | None:
+        """The app-specific hash of the OS's own machine id, or None if there is none."""
+        return None
+
+    def default_state_dir(self) -> Path:
+        """Where the agent keeps its credential and journal by default."""
+        raise NotImplementedError
+
+    def lower_priority(self) -> None:
+        """Make the agent itself yield the CPU to the machine's real work."""
+
+    def os_info(self) -> OsInfo:
+        raise NotImplementedError
+
+    def cpu_model(self) -> str:
+        return ""
+
+    async def spawn_shell(
+        self,
+        command: str,
+        *,
+        cwd: str | None,
+        env: Mapping[str, str],
+        protocol: Callable[[], asyncio.SubprocessProtocol],
+    ) -> ShellProcess:
+        """Start ``command`` through the platform's shell, in its own process group,
+        stdin closed, stdout and stderr piped to ``protocol``."""
+        raise NotImplementedError
+
+    def decode_output(self, data: bytes, *, complete: bool) -> str:
+        """Turn a command's output bytes into text."""
+        return decode_utf8(data, complete=complete)
+
+    def power_command(self, action: str, payload: PowerPayload) -> list[str]:
+        """The argv that shuts down (``action="shutdown"``) or reboots the machine."""
+        raise NotImplementedError
+
+    def install_stop_handler(
+        self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]
+    ) -> None:
+        """Call ``callback`` on the loop when the OS asks the agent to stop."""
+        raise NotImplementedError
+
+    def try_lock(self, fd: int) -> bool:
+        """Take an exclusive lock on open file ``fd``; False if another process holds it."""
+        raise NotImplementedError
+
+    # The methods below carry out actions. Each raises ActionFailed with the reason in
+    # words when it cannot, and NotImplementedError where the platform has no way.
+
+    def protected_dirs(self) -> tuple[str, ...]:
+        """Directories of the operating system itself, never a download destination."""
+        return ()
+
+    def package_command(self, package: str, *, root: Path) -> list[str]:
+        """The argv that installs ``package`` by name from the system's repositories."""
+        raise NotImplementedError
+
+    def package_file_command(
+        self, path: Path, kind: str, *, root: Path, args: list[str] | None
+    ) -> list[str]:
+        """The argv that installs the package file ``path`` of ``kind`` (deb, rpm, msi,
+        exe) silently."""
+        raise NotImplementedError
+
+    async def create_user(self, payload: CreateUserPayload, *, root: Path) -> str:
+        """Create a local account; returns a one-line summary."""
+        raise NotImplementedError
+
+    async def delete_user(self, username: str, *, root: Path, remove_home: bool) -> str:
+        raise NotImplementedError
+
+    async def set_password(self, username: str, password: str, *, root: Path) -> str:
+        raise NotImplementedError
+
+    async def print_file(self, path: Path, payload: PrintPayload) -> tuple[str, dict[str, Any]]:
+        """Send ``path`` to a printer; returns a summary and data (the job id)."""
+        raise NotImplementedError
+
+    def default_display(self) -> str | None:
+        """The display to capture when the command names none (None: the only one)."""
+        return None
+
+    def screen_unavailable(self) -> str | None:
+        """Why this process cannot see the desktop, or None if it can try."""
+        return None
+
+    async def notify_users(self, text: str, title: str | None) -> str:
+        """Show a message to the logged-in users."""
+        raise NotImplementedError
+
+    async def lock_sessions(self) -> str:
+        raise NotImplementedError
+
+    async def logoff(self, user: str | None) -> str:
+        """Log ``user`` off, or everyone but the administrator accounts when None."""
+        raise NotImplementedError
+
+    def default_config_file(self) -> Path:
+        """Where the agent's service reads its configuration."""
+        raise NotImplementedError
+
+    def install_service(self, spec: ServiceSpec) -> str:
+        """Register and (if ``spec.start``) start the agent as a system service."""
+        raise NotImplementedError
+
+    def uninstall_service(self, spec: ServiceSpec) -> str:
+        raise NotImplementedError
