@@ -1,0 +1,57 @@
+"""Fixtures that start real server and agent processes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.procs import AgentProc, ServerProc
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def server_settings() -> dict[str, Any]:
+    """Override per test with @pytest.mark.parametrize or a local fixture."""
+    return {}
+
+
+@pytest.fixture
+def server(
+    database_url: str | None, tmp_path: Path, server_settings: dict[str, Any]
+) -> Iterator[ServerProc]:
+    proc = ServerProc(tmp_path / "server", database_url, **server_settings).start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@pytest.fixture
+def spawn(server: ServerProc, tmp_path: Path) -> Iterator[Callable[..., AgentProc]]:
+    """Start agents: spawn("lab-01") enrols with a shared token on first start."""
+    agents: list[AgentProc] = []
+    token = server.token(uses=50)
+
+    def start(
+        machine_id: str, *, transport: str = "ws", state: str | None = None, **kw: Any
+    ) -> AgentProc:
+        agent = AgentProc(
+            server,
+            tmp_path / f"agent-{state or machine_id}",
+            machine_id,
+            token=kw.pop("token", token),
+            transport=transport,
+            **kw,
+        )
+        agents.append(agent)
+        return agent.start()
+
+    try:
+        yield start
+    finally:
+        for agent in agents:
+            agent.stop(kill=True)

@@ -1,0 +1,281 @@
+"""The storage layer on both SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import func, select
+
+from wcms.protocol import RunState, StatusReport
+from wcms.server.services.heartbeats import HeartbeatWriter
+from wcms.server.services.selectors import resolve
+from wcms.server.store import commands as command_store
+from wcms.server.store import credentials as cred_store
+from wcms.server.store import machines as machine_store
+from wcms.server.store import status as status_store
+from wcms.server.store.engine import create_engine
+from wcms.server.store.migrate import alembic_config, current_revision, upgrade
+from wcms.server.store.tables import status_history
+from wcms.server.telemetry import Telemetry
+
+NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+async def fresh(url: str):
+    engine = create_engine(url)
+    await upgrade(engine)
+    return engine
+
+
+async def add_machine(engine, machine_id: str) -> None:
+    async with engine.begin() as conn:
+        await machine_store.create(
+            conn,
+            {
+                "id": machine_id,
+                "hostname": machine_id,
+                "status": "offline",
+                "os": "",
+                "agent_version": "",
+                "created_at": NOW,
+                "updated_at": NOW,
+            },
+        )
+
+
+def test_migrations_apply_and_reapply(engine_url):
+    async def go():
+        engine = await fresh(engine_url)
+        await upgrade(engine)  # a second start changes nothing
+        revision = await current_revision(engine)
+        await engine.dispose()
+        return revision
+
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert asyncio.run(go()) == head
+
+
+def test_sqlite_runs_in_wal_mode(tmp_path):
+    async def go():
+        engine = await fresh(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+        async with engine.connect() as conn:
+            mode = (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar()
+        await engine.dispose()
+        return mode
+
+    assert asyncio.run(go()) == "wal"
+
+
+def test_datetimes_come_back_aware_and_equal(engine_url):
+    async def go():
+        engine = await fresh(engine_url)
+        await add_machine(engine, "m1")
+        async with engine.connect() as conn:
+            row = await machine_store.get(conn, "m1")
+        await engine.dispose()
+        return row.created_at
+
+    assert asyncio.run(go()) == NOW
+
+
+def test_a_token_with_n_uses_enrols_exactly_n_under_contention(engine_url):
+    async def go():
+        engine = await fresh(engine_url)
+        async with engine.begin() as conn:
+            await cred_store.create_token(
+                conn,
+                {
+                    "id": "t1",
+                    "secret_hash": "h",
+                    "uses_allowed": 3,
+                    "uses_count": 0,
+                    "expires_at": NOW + timedelta(days=1),
+                    "created_at": NOW,
+                },
+            )
+
+        async def consume():
+            async with engine.begin() as conn:
+                return await cred_store.consume_token(conn, "t1", now=NOW)
+
+        results = await asyncio.gather(*(consume() for _ in range(10)))
+        expired = None
+        async with engine.begin() as conn:
+            expired = await cred_store.consume_token(conn, "t1", now=NOW + timedelta(days=2))
+        await engine.dispose()
+        return results, expired
+
+    results, expired = asyncio.run(go())
+    assert results.count(True) == 3
+    assert expired is False
+
+
+def test_runs_never_move_backwards(engine_url):
+    async def go():
+        engine = await fresh(engine_url)
+        await add_machine(engine, "m1")
+        command = {
+            "type": "execute",
+            "selector": "m1",
+            "payload": {"command": "x"},
+            "priority": 0,
+            "timeout_s": 5,
+            "max_retries": 0,
+            "expires_at": None,
+            "created_at": NOW,
+        }
+        async with engine.begin() as conn:
+            _, [(run_id, _)] = await command_store.create(conn, command, ["m1"])
+        steps = []
+        async with engine.begin() as conn:
+            for to in (
+                RunState.RUNNING,
+                RunState.SUCCEEDED,
+                RunState.RUNNING,
+                RunState.FAILED,
+                RunState.DELIVERED,
+                RunState.EXPIRED,
+            ):
+                steps.append(bool(await command_store.transition(conn, [run_id], to, at=NOW)))
+            events = await command_store.events_of(conn, [run_id])
+        await engine.dispose()
+        return steps, [e.state for e in events]
+
+    steps, events = asyncio.run(go())
+    assert steps == [True, True, False, False, False, False]
+    assert events == ["queued", "running", "succeeded"]
+
+
+def test_heartbeats_are_written_in_batches(engine_url):
+    async def go():
+        engine = await fresh(engine_url)
+        for n in range(5):
+            await add_machine(engine, f"m{n}")
+        telemetry = Telemetry()
+        writer = HeartbeatWriter(engine, telemetry=telemetry)
+        report = StatusReport(cpu_percent=12.5, ram_used=1, ram_total=2, ram_percent=50)
+        for _ in range(40):
+            for n in range(5):
+                writer.submit(f"m{n}", report)
+        writer.submit("deleted-meanwhile", report)
+        await writer.flush()
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(func.count()).select_from(status_history))).scalar()
+            latest = await machine_store.status_for(conn, ["m0", "m4"])
+        await engine.dispose()
+        return rows, latest, telemetry.registry.get_sample_value("wcms_heartbeats_written_total")
+
+    rows, latest, written = asyncio.run(go())
+    assert rows == 200
+    assert written == 200
+    assert latest["m0"]["cpu_percent"] == 12.5 and "m4" in latest
+
+
+def test_a_heartbeat_is_stored_field_for_field(engine_url):
+    """The batched write path bypasses SQLAlchemy's per-row types: what it stores must
+    read back through them exactly as if SQLAlchemy had written it."""
+    at = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+    older = StatusReport(cpu_percent=1, ram_used=1, ram_total=2, ram_percent=50)
+    report = StatusReport(
+        cpu_percent=99.5,
+        ram_used=6 * 2**30,
+        ram_total=16 * 2**30,
+        ram_percent=37.5,
+        disks=[{"mount": "C:\\", "total": 2**40, "used": 2**39, "percent": 50.0}],
+        users=["학생", 'o"brien'],
+        uptime_s=3600.5,
+        process_count=180,
+    )
+
+    async def go():
+        engine = await fresh(engine_url)
+        await add_machine(engine, "m1")
+        rows = [
+            status_store.status_row("m1", at - timedelta(seconds=30), older),
+            status_store.status_row("m1", at, report),
+        ]
+        async with engine.begin() as conn:
+            await status_store.write_batch(conn, rows)
+        async with engine.connect() as conn:
+            history = (
+                await conn.execute(select(status_history).order_by(status_history.c.id))
+            ).all()
+            latest = await machine_store.status_for(conn, ["m1"])
+            machine = await machine_store.get(conn, "m1")
+        await engine.dispose()
+        return history, latest, machine
+
+    history, latest, machine = asyncio.run(go())
+    assert len(history) == 2
+    row = history[-1]._mapping
+    assert row["at"] == at and row["at"].tzinfo is not None
+    assert (row["cpu_percent"], row["ram_used"], row["ram_percent"]) == (99.5, 6 * 2**30, 37.5)
+    assert row["disks"] == [{"mount": "C:\\", "total": 2**40, "used": 2**39, "percent": 50.0}]
+    assert row["users"] == ["학생", 'o"brien']
+    assert (row["uptime_s"], row["process_count"]) == (3600.5, 180)
+    assert latest["m1"] == report.model_dump(mode="json")  # the newest of the batch
+    assert machine.last_seen_at == at
+
+
+@pytest.mark.parametrize(
+    "selector,expected",
+    [
+        ("all", ["a1", "a2", "b1"]),
+        ("room:A", ["a1", "a2"]),
+        ("tag:gpu", ["a2", "b1"]),
+        ("online", ["b1"]),
+        ("a1,tag:gpu", ["a1", "a2", "b1"]),
+        ("host-b1", ["b1"]),
+    ],
+)
+def test_selectors_resolve_to_machines(engine_url, selector, expected):
+    async def go():
+        engine = await fresh(engine_url)
+        for machine_id, room in (("a1", "A"), ("a2", "A"), ("b1", "B")):
+            await add_machine(engine, machine_id)
+            async with engine.begin() as conn:
+                await machine_store.update_fields(
+                    conn, machine_id, {"room": room, "hostname": f"host-{machine_id}"}
+                )
+        async with engine.begin() as conn:
+            await machine_store.set_tags(conn, "a2", ["gpu"])
+            await machine_store.set_tags(conn, "b1", ["gpu", "print"])
+            await machine_store.set_presence_many(conn, [("b1", "online", "connected", NOW)])
+            found = await resolve(conn, selector)
+        await engine.dispose()
+        return sorted(found)
+
+    assert asyncio.run(go()) == expected
+
+
+def test_presence_transitions_in_one_batch_apply_in_order(engine_url):
+    async def go():
+        engine = await fresh(engine_url)
+        await add_machine(engine, "m1")
+        later = NOW + timedelta(seconds=1)
+        async with engine.begin() as conn:
+            changed = await machine_store.set_presence_many(
+                conn,
+                [
+                    ("m1", "online", "connected", NOW),
+                    ("m1", "online", "connected", NOW),
+                    ("m1", "offline", "shutdown", later),
+                    ("missing", "online", "connected", NOW),
+                ],
+            )
+        async with engine.connect() as conn:
+            machine = await machine_store.get(conn, "m1")
+            events = await machine_store.presence_history(conn, "m1", limit=10)
+        await engine.dispose()
+        return changed, machine, events
+
+    changed, machine, events = asyncio.run(go())
+    assert changed == [True, False, True, False]
+    assert (machine.status, machine.status_reason) == ("offline", "shutdown")
+    assert sorted((e.status, e.reason) for e in events) == [
+        ("offline", "shutdown"),
+        ("online", "connected"),
+    ]
