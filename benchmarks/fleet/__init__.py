@@ -1,0 +1,1 @@
+"""Fleet simulator: many simulated agents against a real WCMS server."""
