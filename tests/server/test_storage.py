@@ -10,8 +10,11 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 
 from wcms.protocol import RunState, StatusReport
+from wcms.server.services.accounts import Accounts
+from wcms.server.services.audit import Actor
 from wcms.server.services.heartbeats import HeartbeatWriter
 from wcms.server.services.selectors import resolve
+from wcms.server.store import accounts as account_store
 from wcms.server.store import commands as command_store
 from wcms.server.store import credentials as cred_store
 from wcms.server.store import machines as machine_store
@@ -279,3 +282,27 @@ def test_presence_transitions_in_one_batch_apply_in_order(engine_url):
         ("offline", "shutdown"),
         ("online", "connected"),
     ]
+
+
+def test_an_api_key_is_checked_on_every_call_and_its_use_kept_to_the_minute(engine_url):
+    async def go():
+        engine = await fresh(engine_url)
+        accounts = Accounts(engine)
+        row, key = await accounts.create_api_key("ci", actor=Actor("admin", None))
+        first = await accounts.principal_for_key(key)
+        async with engine.connect() as conn:
+            used = (await account_store.get_api_key(conn, row.id)).last_used_at
+        again = await accounts.principal_for_key(key)
+        async with engine.connect() as conn:
+            used_again = (await account_store.get_api_key(conn, row.id)).last_used_at
+        wrong = await accounts.principal_for_key(key[:-1] + ("a" if key[-1] != "a" else "b"))
+        await accounts.revoke_api_key(row.id, actor=Actor("admin", None))
+        revoked = await accounts.principal_for_key(key)
+        await engine.dispose()
+        return first, used, again, used_again, wrong, revoked
+
+    first, used, again, used_again, wrong, revoked = asyncio.run(go())
+    assert first is not None and again is not None and first.name == "key:ci"
+    assert used is not None and used_again == used
+    assert wrong is None
+    assert revoked is None

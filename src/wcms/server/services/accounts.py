@@ -6,7 +6,7 @@ import asyncio
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row
@@ -20,6 +20,9 @@ from wcms.server.services.clock import utcnow
 from wcms.server.store import accounts as store
 
 SESSION_TTL = timedelta(hours=12)
+# An API key's "last used" is kept to the minute: writing it on every call would make
+# each read-only request a write transaction.
+KEY_TOUCH_INTERVAL = timedelta(minutes=1)
 MIN_PASSWORD_LENGTH = 8
 
 
@@ -35,6 +38,7 @@ class Principal:
 class Accounts:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
+        self._key_touched: dict[str, datetime] = {}
 
     async def has_users(self) -> bool:
         async with self._engine.connect() as conn:
@@ -129,15 +133,20 @@ class Accounts:
         if parsed is None:
             return None
         key_id, secret = parsed
-        async with self._engine.begin() as conn:
+        async with self._engine.connect() as conn:
             row = await store.get_api_key(conn, key_id)
-            if (
-                row is None
-                or row.revoked_at is not None
-                or not crypto.secret_matches(secret, row.secret_hash)
-            ):
-                return None
-            await store.touch_api_key(conn, key_id, now=utcnow())
+        if (
+            row is None
+            or row.revoked_at is not None
+            or not crypto.secret_matches(secret, row.secret_hash)
+        ):
+            return None
+        now = utcnow()
+        touched = self._key_touched.get(key_id)
+        if touched is None or now - touched >= KEY_TOUCH_INTERVAL:
+            self._key_touched[key_id] = now
+            async with self._engine.begin() as conn:
+                await store.touch_api_key(conn, key_id, now=now)
         return Principal(f"key:{row.name}", row.user_id, "api_key")
 
     async def create_api_key(self, name: str, *, actor: Actor) -> tuple[Row[Any], str]:
