@@ -21,7 +21,7 @@ from wcms.server.store import machines as machine_store
 from wcms.server.store import status as status_store
 from wcms.server.store.engine import create_engine
 from wcms.server.store.migrate import alembic_config, current_revision, upgrade
-from wcms.server.store.tables import status_history
+from wcms.server.store.tables import command_runs, status_history
 from wcms.server.telemetry import Telemetry
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -150,6 +150,60 @@ def test_runs_never_move_backwards(engine_url):
     steps, events = asyncio.run(go())
     assert steps == [True, True, False, False, False, False]
     assert events == ["queued", "running", "succeeded"]
+
+
+def test_a_new_command_stores_each_run_born_in_its_own_state(engine_url):
+    async def go():
+        engine = await fresh(engine_url)
+        for machine_id in ("m1", "m2", "m3"):
+            await add_machine(engine, machine_id)
+        command = {
+            "type": "wake",
+            "selector": "all",
+            "payload": {},
+            "priority": 0,
+            "timeout_s": 5,
+            "max_retries": 0,
+            "expires_at": None,
+            "created_at": NOW,
+        }
+        deadline = NOW + timedelta(seconds=35)
+        async with engine.begin() as conn:
+            _, runs = await command_store.create(
+                conn,
+                command,
+                ["m1", "m2", "m3"],
+                delivered={"m1", "m3"},
+                deadline=deadline,
+                relays={"m1": "m2"},
+                refusals={"m3": "refused: switched off"},
+            )
+            run_of = {machine_id: run_id for run_id, machine_id in runs}
+            query = select(command_runs).where(command_runs.c.id.in_(run_of.values()))
+            rows = {r.machine_id: r for r in await conn.execute(query)}
+            events = await command_store.events_of(conn, list(run_of.values()))
+        await engine.dispose()
+        return run_of, rows, events
+
+    run_of, rows, events = asyncio.run(go())
+    assert sorted(run_of) == ["m1", "m2", "m3"]
+    m1, m2, m3 = rows["m1"], rows["m2"], rows["m3"]
+    assert (m1.state, m1.delivered_at, m1.deadline_at, m1.relay_id) == (
+        "delivered",
+        NOW,
+        NOW + timedelta(seconds=35),
+        "m2",
+    )
+    assert (m2.state, m2.delivered_at, m2.deadline_at, m2.relay_id) == ("queued", None, None, None)
+    assert (m3.state, m3.finished_at, m3.error) == ("failed", NOW, "refused: switched off")
+    by_run: dict[int, list[tuple[str, str | None]]] = {}
+    for event in events:
+        by_run.setdefault(event.run_id, []).append((event.state, event.detail))
+    assert by_run == {
+        run_of["m1"]: [("queued", None), ("delivered", None)],
+        run_of["m2"]: [("queued", None)],
+        run_of["m3"]: [("queued", None), ("failed", "refused: switched off")],
+    }
 
 
 def test_heartbeats_are_written_in_batches(engine_url):

@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wcms.policy import check_command
 from wcms.protocol import (
@@ -86,8 +86,17 @@ class Commands:
         expires_at = now + timedelta(seconds=request.expires_in_s) if request.expires_in_s else None
         secrets = reveal_secrets(payload)
         redacted = redact_payload(payload)
+        deadline = now + timedelta(seconds=request.timeout_s + self._settings.run_timeout_slack)
         async with self._engine.begin() as conn:
-            machine_ids = await resolve_request(conn, request)
+            machine_ids = list(dict.fromkeys(await resolve_request(conn, request)))
+            routes = await routing.plan(conn, request.type, payload, machine_ids)
+            # Runs for connected agents are stored as delivered: one write for the
+            # whole fleet, not a second round after sending.
+            pushed = {
+                route.machine_id
+                for route in routes
+                if route.refusal is None and self._pushes(route.deliver_to)
+            }
             command_id, runs = await store.create(
                 conn,
                 {
@@ -103,6 +112,10 @@ class Commands:
                     "created_by": actor.name,
                 },
                 machine_ids,
+                delivered=pushed,
+                deadline=deadline,
+                relays={r.machine_id: r.deliver_to for r in routes if r.deliver_to != r.machine_id},
+                refusals={r.machine_id: r.refusal for r in routes if r.refusal is not None},
             )
             await record(
                 conn,
@@ -116,21 +129,8 @@ class Commands:
                     "targets": len(runs),
                 },
             )
-            routes = await routing.plan(conn, request.type, payload, runs)
-            for route in routes:
-                if route.refusal is not None:
-                    await self._refuse(conn, route, at=now)
-            routes = [route for route in routes if route.refusal is None]
-            # Runs for connected agents are delivered as they are stored: one write for
-            # the whole fleet, not a second round after sending.
-            pushed = [route for route in routes if self._pushes(route.deliver_to)]
-            await store.deliver_new(
-                conn,
-                [route.run_id for route in pushed],
-                at=now,
-                deadline=now
-                + timedelta(seconds=request.timeout_s + self._settings.run_timeout_slack),
-            )
+        run_of = {machine_id: run_id for run_id, machine_id in runs}
+        routes = [route for route in routes if route.refusal is None]
         envelope = RunEnvelope(
             run_id=0,
             command_id=command_id,
@@ -144,11 +144,11 @@ class Commands:
         _, unsent = await self._offer(
             [
                 (
-                    route.run_id,
+                    run_of[route.machine_id],
                     route.deliver_to,
                     envelope.model_copy(
                         update={
-                            "run_id": route.run_id,
+                            "run_id": run_of[route.machine_id],
                             "payload": {**envelope.payload, **route.extra},
                         }
                     ),
@@ -156,7 +156,7 @@ class Commands:
                 for route in routes
             ]
         )
-        lost = sorted({route.run_id for route in pushed} & set(unsent))
+        lost = sorted({run_of[machine_id] for machine_id in pushed} & set(unsent))
         if lost:
             async with self._engine.begin() as conn:
                 await store.undeliver(
@@ -168,17 +168,6 @@ class Commands:
     def _pushes(self, machine_id: str) -> bool:
         link = self._registry.get(machine_id)
         return link is not None and link.pushes
-
-    async def _refuse(self, conn: AsyncConnection, route: routing.Route, *, at: datetime) -> None:
-        """Fail at once a run that cannot be delivered, saying why."""
-        await store.transition(
-            conn,
-            [route.run_id],
-            RunState.FAILED,
-            at=at,
-            values={"finished_at": at, "error": route.refusal},
-            detail=route.refusal,
-        )
 
     async def cancel(self, command_id: int, *, actor: Actor) -> int:
         """Cancel every unfinished run of a command; returns how many were cancelled."""

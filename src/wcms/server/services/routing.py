@@ -15,7 +15,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wcms.protocol.actions import WakePayload, normalise_mac
 from wcms.protocol.payload import Payload
 from wcms.server.services.action_policies import refusals
-from wcms.server.store import progress as run_store
 from wcms.server.store.tables import machines
 
 # Machines in one /24 are taken to share a broadcast domain.
@@ -24,7 +23,6 @@ SUBNET_PREFIX = 24
 
 @dataclass(frozen=True)
 class Route:
-    run_id: int
     machine_id: str
     # Whose agent carries the run out.
     deliver_to: str
@@ -35,11 +33,11 @@ class Route:
 
 
 async def plan(
-    conn: AsyncConnection, command_type: str, payload: Payload, runs: Sequence[tuple[int, str]]
+    conn: AsyncConnection, command_type: str, payload: Payload, machine_ids: Sequence[str]
 ) -> list[Route]:
-    """A route for each new (run id, machine id)."""
-    refused = await refusals(conn, command_type, [machine_id for _, machine_id in runs])
-    routes = [Route(run_id, m, m, refusal=refused.get(m)) for run_id, m in runs]
+    """A route for the run each of ``machine_ids`` is about to get."""
+    refused = await refusals(conn, command_type, machine_ids)
+    routes = [Route(m, m, refusal=refused.get(m)) for m in machine_ids]
     if isinstance(payload, WakePayload):
         routes = await _wake_routes(conn, payload, routes)
     return routes
@@ -52,7 +50,7 @@ async def _wake_routes(
     2. A target that is online wakes itself: its agent answers it is awake.
     3. Otherwise pick a relay: ``via``, else an online machine in the target's room
        and subnet, else in its room, else in its subnet.
-    4. Record the relay on the run, so its reports are accepted."""
+    The relay is recorded on the run, so its reports are accepted."""
     rows = {row.id: row for row in (await conn.execute(select(machines))).all()}
     online = sorted(
         (row for row in rows.values() if row.status == "online"), key=lambda row: row.id
@@ -68,10 +66,7 @@ async def _wake_routes(
         if not macs:
             refusal = f"no MAC address known for {target.id}: its agent never reported one"
         extra = {"macs": macs, "target": target.id}
-        planned.append(Route(route.run_id, route.machine_id, relay or target.id, extra, refusal))
-    await run_store.set_relays(
-        conn, {r.run_id: r.deliver_to for r in planned if r.deliver_to != r.machine_id}
-    )
+        planned.append(Route(route.machine_id, relay or target.id, extra, refusal))
     return planned
 
 

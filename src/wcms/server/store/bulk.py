@@ -31,17 +31,24 @@ class Encoded(str):
     __slots__ = ()
 
 
-async def insert_rows(conn: AsyncConnection, table: Table, rows: Rows) -> None:
-    """Insert ``rows``; scalar column defaults fill the columns they leave out."""
+async def insert_rows(
+    conn: AsyncConnection, table: Table, rows: Rows, *, returning: Sequence[str] = ()
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows``; scalar column defaults fill the columns they leave out.
+
+    With ``returning``, those columns of the new rows come back, in no set order (an
+    order would make SQLite insert row by row)."""
     if not rows:
-        return
+        return []
     rows = _with_defaults(table, rows)
     names = list(rows[0])
     source, params = _source(conn, table, names, rows)
-    await conn.exec_driver_sql(
-        f"INSERT INTO {table.name} ({', '.join(names)}) {source}",
+    back = f" RETURNING {', '.join(table.c[name].name for name in returning)}" if returning else ""
+    result = await conn.exec_driver_sql(
+        f"INSERT INTO {table.name} ({', '.join(names)}) {source}{back}",
         params,
     )
+    return [tuple(row) for row in result] if returning else []
 
 
 async def upsert_rows(conn: AsyncConnection, table: Table, key: str, rows: Rows) -> None:

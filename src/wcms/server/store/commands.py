@@ -6,7 +6,7 @@ Every state change is a conditional UPDATE on the run's current state, so two wo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,38 +32,60 @@ _FROM: dict[RunState, tuple[RunState, ...]] = {
 
 
 async def create(
-    conn: AsyncConnection, command: dict[str, Any], machine_ids: Sequence[str]
+    conn: AsyncConnection,
+    command: dict[str, Any],
+    machine_ids: Sequence[str],
+    *,
+    delivered: Collection[str] = (),
+    deadline: datetime | None = None,
+    relays: Mapping[str, str] | None = None,
+    refusals: Mapping[str, str] | None = None,
 ) -> tuple[int, list[tuple[int, str]]]:
-    """Insert a command and one queued run per machine; returns (id, [(run_id, machine)])."""
+    """Insert a command and one run per machine; returns (id, [(run_id, machine)]).
+
+    A run is born queued; one for a machine in ``delivered`` (about to be pushed to
+    its live agent) is born delivered with ``deadline``, and one in ``refusals``
+    failed with that reason, each with both events: no second write per run."""
+    delivered = set(delivered)
+    relays = relays or {}
+    refusals = refusals or {}
+    at = command["created_at"]
     command_id = int(
         (
             await conn.execute(insert(commands).values(**command).returning(commands.c.id))
         ).scalar_one()
     )
-    rows = [
-        {
-            "command_id": command_id,
-            "machine_id": machine_id,
-            "state": RunState.QUEUED.value,
-            "attempt": 1,
-            "priority": command["priority"],
-            "expires_at": command["expires_at"],
-            "created_at": command["created_at"],
-        }
-        for machine_id in machine_ids
+    rows = []
+    for machine_id in machine_ids:
+        refusal = refusals.get(machine_id)
+        sent = refusal is None and machine_id in delivered
+        state = RunState.FAILED if refusal else RunState.DELIVERED if sent else RunState.QUEUED
+        rows.append(
+            {
+                "command_id": command_id,
+                "machine_id": machine_id,
+                "state": state.value,
+                "attempt": 1,
+                "priority": command["priority"],
+                "expires_at": command["expires_at"],
+                "created_at": at,
+                "relay_id": relays.get(machine_id),
+                "delivered_at": at if sent else None,
+                "deadline_at": deadline if sent else None,
+                "finished_at": at if refusal else None,
+                "error": refusal,
+            }
+        )
+    inserted = await bulk.insert_rows(conn, command_runs, rows, returning=("id", "machine_id"))
+    runs = sorted((int(run_id), str(machine_id)) for run_id, machine_id in inserted)
+    then = [
+        (run_id, RunState.FAILED, refusals[m])
+        if m in refusals
+        else (run_id, RunState.DELIVERED, None)
+        for run_id, m in runs
+        if m in refusals or m in delivered
     ]
-    # Plain inserts, then one read back: RETURNING in parameter order would make
-    # SQLite insert row by row, seconds for a fleet-wide command.
-    await bulk.insert_rows(conn, command_runs, rows)
-    result = await conn.execute(
-        select(command_runs.c.id, command_runs.c.machine_id)
-        .where(command_runs.c.command_id == command_id)
-        .order_by(command_runs.c.id)
-    )
-    runs = [(int(run_id), machine_id) for run_id, machine_id in result]
-    await add_events(
-        conn, [(run_id, RunState.QUEUED, None) for run_id, _ in runs], at=command["created_at"]
-    )
+    await add_events(conn, [*((run_id, RunState.QUEUED, None) for run_id, _ in runs), *then], at=at)
     return command_id, runs
 
 
@@ -129,27 +151,6 @@ async def set_results(conn: AsyncConnection, results: Mapping[int, dict[str, Any
         by_shape.setdefault(tuple(sorted(values)), []).append({"id": run_id, **values})
     for rows in by_shape.values():
         await bulk.update_rows(conn, command_runs, "id", rows)
-
-
-async def deliver_new(
-    conn: AsyncConnection, run_ids: Sequence[int], *, at: datetime, deadline: datetime
-) -> None:
-    """Runs created in this transaction, about to be pushed: queued -> delivered."""
-    await bulk.update_rows(
-        conn,
-        command_runs,
-        "id",
-        [
-            {
-                "id": run_id,
-                "state": RunState.DELIVERED.value,
-                "delivered_at": at,
-                "deadline_at": deadline,
-            }
-            for run_id in run_ids
-        ],
-    )
-    await add_events(conn, [(run_id, RunState.DELIVERED, None) for run_id in run_ids], at=at)
 
 
 async def undeliver(

@@ -48,11 +48,3 @@ async def save(conn: AsyncConnection, run_id: int, attempt: int, values: dict[st
         )
         .values(**values)
     )
-
-
-async def set_relays(conn: AsyncConnection, relays: dict[int, str]) -> None:
-    """Record which machine carries out each wake run."""
-    for run_id, relay in relays.items():
-        await conn.execute(
-            update(command_runs).where(command_runs.c.id == run_id).values(relay_id=relay)
-        )
