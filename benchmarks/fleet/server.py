@@ -7,6 +7,7 @@ import os
 import re
 import resource
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -92,6 +93,9 @@ class ServerUnderTest:
     def start(self) -> float:
         """Start the server; returns the seconds until /healthz answered."""
         started = time.monotonic()
+        if _answers(self.port):
+            # Its /healthz would pass for ours and its figures would be taken for ours.
+            raise RuntimeError(f"port {self.port} is taken by another process; pass --port")
         env = {**os.environ, "WCMS_ADMIN_PASSWORD": ADMIN_PASSWORD}
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
@@ -179,3 +183,10 @@ class ServerUnderTest:
     def cpu_seconds(self) -> float:
         times = self.process.cpu_times()
         return float(times.user + times.system)
+
+
+def _answers(port: int) -> bool:
+    """Whether something listens on 127.0.0.1:``port``."""
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
