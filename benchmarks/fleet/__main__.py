@@ -145,23 +145,34 @@ def show(figures: dict[str, Any]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     scenario, options, repeat, out = parse_args(argv)
-    runs = [run_once(scenario, Options(**vars(options))) for _ in range(max(1, repeat))]
-    figures = median_of(runs)
-    show(figures)
     out = out or Path("benchmarks/results") / f"{scenario}-{options.database}-{options.agents}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    runs: list[dict[str, Any]] = []
+    for n in range(max(1, repeat)):
+        runs.append(run_once(scenario, Options(**vars(options))))
+        if repeat > 1:
+            print(f"--- run {n + 1} of {repeat}")
+            show(runs[-1])
+        # Written after every run, so a run that fails later loses no figures.
+        write(out, scenario, options, runs)
+    if repeat > 1:
+        print(f"--- median of {len(runs)} runs")
+    show(median_of(runs))
+    print(f"figures written to {out}", file=sys.stderr)
+    return 0
+
+
+def write(out: Path, scenario: str, options: Options, runs: list[dict[str, Any]]) -> None:
     record = {
         "scenario": scenario,
         "options": vars(options),
         "repeat": len(runs),
         "machine": {"cpus": _cpus(), "python": platform.python_version()},
         "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "median": figures,
+        "median": median_of(runs),
         "runs": runs,
     }
     out.write_text(json.dumps(record, indent=2, default=str) + "\n")
-    print(f"figures written to {out}", file=sys.stderr)
-    return 0
 
 
 def _cpus() -> int:
