@@ -23,6 +23,7 @@ from pydantic import ValidationError
 from wcms.agent.backoff import Backoff
 from wcms.agent.client import ServerClient
 from wcms.agent.config import AgentConfig
+from wcms.agent.errors import ServerError
 from wcms.protocol import (
     TERMINAL_STATES,
     HeartbeatFrame,
@@ -43,6 +44,8 @@ from wcms.protocol import (
 from wcms.protocol.messages import DiskInfo, DiskUsage, dump
 
 GIB = 1024**3
+# Enrolment attempts while the server answers it is busy.
+ENROL_ATTEMPTS = 20
 
 
 def inventory(machine_id: str) -> Inventory:
@@ -89,6 +92,7 @@ class Counters:
     heartbeats_sent: int = 0
     connects: int = 0
     connect_failures: int = 0
+    enrol_retries: int = 0
     # command id -> monotonic receive times (one per agent that received it)
     received: dict[int, list[float]] = field(default_factory=dict)
     # command id -> starts beyond the first on one machine: must stay zero
@@ -117,7 +121,19 @@ class SimAgent:
         request = RegisterRequest(
             enrollment_token=token, machine_id=self.machine_id, inventory=inventory(self.machine_id)
         )
-        answer = await self.client.enrol(request)
+        for _ in range(ENROL_ATTEMPTS - 1):
+            try:
+                answer = await self.client.enrol(request)
+                break
+            except ServerError as exc:
+                # Busy (503): wait and ask again, as the real agent does.
+                if exc.status < 500:
+                    raise
+                self.counters.enrol_retries += 1
+                await asyncio.sleep(self.backoff.next_delay())
+        else:
+            answer = await self.client.enrol(request)
+        self.backoff.reset()
         assert answer.credential is not None
         self.client.credential = answer.credential
         return answer.credential

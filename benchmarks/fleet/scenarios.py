@@ -70,6 +70,7 @@ class Bench:
         started = time.monotonic()
         self.swarm.ask("enrol", token=self.token)
         self.figures["enrol_s"] = time.monotonic() - started
+        self.figures["enrol_retries"] = self.swarm.stats().get("enrol_retries", 0)
 
     def ensure_connected(self) -> None:
         if not self.connected:

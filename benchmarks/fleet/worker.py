@@ -117,6 +117,7 @@ class Worker:
             "heartbeats_sent": c.heartbeats_sent,
             "connects": c.connects,
             "connect_failures": c.connect_failures,
+            "enrol_retries": c.enrol_retries,
             "doubled": {str(k): v for k, v in c.doubled.items()},
             "received": {str(k): v for k, v in c.received.items()},
             "cpu_s": usage.ru_utime + usage.ru_stime,

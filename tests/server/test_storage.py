@@ -10,7 +10,6 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import func, select
 
 from wcms.protocol import RunState, StatusReport
-from wcms.server.errors import StorageError
 from wcms.server.services.accounts import Accounts
 from wcms.server.services.audit import Actor
 from wcms.server.services.heartbeats import HeartbeatWriter
@@ -18,10 +17,9 @@ from wcms.server.services.selectors import resolve
 from wcms.server.store import accounts as account_store
 from wcms.server.store import commands as command_store
 from wcms.server.store import credentials as cred_store
-from wcms.server.store import engine as engine_module
 from wcms.server.store import machines as machine_store
 from wcms.server.store import status as status_store
-from wcms.server.store.engine import create_engine, writing
+from wcms.server.store.engine import create_engine
 from wcms.server.store.migrate import alembic_config, current_revision, upgrade
 from wcms.server.store.tables import command_runs, status_history
 from wcms.server.telemetry import Telemetry
@@ -72,48 +70,6 @@ def test_sqlite_runs_in_wal_mode(tmp_path):
         return mode
 
     assert asyncio.run(go()) == "wal"
-
-
-def test_writers_take_turns_so_none_is_lost_or_refused(engine_url):
-    async def go():
-        engine = await fresh(engine_url)
-        async with writing(engine) as conn:
-            await conn.exec_driver_sql("CREATE TABLE counter (n INTEGER NOT NULL)")
-            await conn.exec_driver_sql("INSERT INTO counter VALUES (0)")
-
-        async def bump():
-            async with writing(engine) as conn:
-                # Read, yield to the other writers, write back: no update may be lost.
-                await conn.exec_driver_sql("UPDATE counter SET n = n")
-                n = (await conn.exec_driver_sql("SELECT n FROM counter")).scalar_one()
-                await asyncio.sleep(0.005)
-                await conn.exec_driver_sql(f"UPDATE counter SET n = {n + 1}")
-
-        await asyncio.gather(*(bump() for _ in range(40)))
-        async with engine.connect() as conn:
-            total = (await conn.exec_driver_sql("SELECT n FROM counter")).scalar_one()
-        await engine.dispose()
-        return total
-
-    assert asyncio.run(go()) == 40
-
-
-def test_a_sqlite_writer_that_gets_no_turn_is_told_the_database_is_busy(tmp_path, monkeypatch):
-    monkeypatch.setattr(engine_module, "SQLITE_WRITE_WAIT_S", 0.2)
-
-    async def go():
-        engine = await fresh(f"sqlite+aiosqlite:///{tmp_path / 'busy.db'}")
-        try:
-            async with writing(engine):
-                with pytest.raises(StorageError, match="the database is busy"):
-                    async with writing(engine):
-                        pass
-            async with writing(engine) as conn:  # the turn is free again
-                return (await conn.exec_driver_sql("SELECT 1")).scalar_one()
-        finally:
-            await engine.dispose()
-
-    assert asyncio.run(go()) == 1
 
 
 def test_datetimes_come_back_aware_and_equal(engine_url):

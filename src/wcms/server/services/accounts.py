@@ -18,7 +18,6 @@ from wcms.server.errors import BadRequest, Conflict, NotFound, Unauthorized
 from wcms.server.services.audit import Actor, record
 from wcms.server.services.clock import utcnow
 from wcms.server.store import accounts as store
-from wcms.server.store.engine import writing
 
 SESSION_TTL = timedelta(hours=12)
 # An API key's "last used" is kept to the minute: writing it on every call would make
@@ -61,7 +60,7 @@ class Accounts:
                 f"password must have at least {MIN_PASSWORD_LENGTH} characters", field="password"
             )
         try:
-            async with writing(self._engine) as conn:
+            async with self._engine.begin() as conn:
                 user_id = await store.create_user(
                     conn,
                     {
@@ -86,7 +85,7 @@ class Accounts:
             raise BadRequest(
                 f"password must have at least {MIN_PASSWORD_LENGTH} characters", field="password"
             )
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             password_hash = await asyncio.to_thread(crypto.hash_password, password)
             if not await store.set_password(conn, username, password_hash):
                 raise NotFound(f"no user {username!r}")
@@ -101,12 +100,12 @@ class Accounts:
             crypto.password_matches, password, user.password_hash
         )
         if user is None or user.disabled or not matches:
-            async with writing(self._engine) as conn:
+            async with self._engine.begin() as conn:
                 await record(conn, Actor(username, ip), "auth.login_failed")
             raise Unauthorized("wrong username or password", code="bad_login")
         token = secrets.token_urlsafe(32)
         now = utcnow()
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             await store.create_session(
                 conn,
                 {
@@ -121,7 +120,7 @@ class Accounts:
         return token
 
     async def logout(self, token: str) -> None:
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             await store.delete_session(conn, crypto.hash_secret(token))
 
     async def principal_for_session(self, token: str) -> Principal | None:
@@ -146,13 +145,13 @@ class Accounts:
         touched = self._key_touched.get(key_id)
         if touched is None or now - touched >= KEY_TOUCH_INTERVAL:
             self._key_touched[key_id] = now
-            async with writing(self._engine) as conn:
+            async with self._engine.begin() as conn:
                 await store.touch_api_key(conn, key_id, now=now)
         return Principal(f"key:{row.name}", row.user_id, "api_key")
 
     async def create_api_key(self, name: str, *, actor: Actor) -> tuple[Row[Any], str]:
         issued = crypto.issue_token(crypto.API_KEY_PREFIX)
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             await store.create_api_key(
                 conn,
                 {
@@ -172,7 +171,7 @@ class Accounts:
             return await store.list_api_keys(conn)
 
     async def revoke_api_key(self, key_id: str, *, actor: Actor) -> None:
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             if not await store.revoke_api_key(conn, key_id, now=utcnow()):
                 raise NotFound(f"no active API key {key_id!r}")
             await record(conn, actor, "api_key.revoke", target=key_id)

@@ -14,7 +14,6 @@ from wcms.server.errors import BadRequest, NotFound
 from wcms.server.services.audit import Actor, record
 from wcms.server.services.clock import utcnow
 from wcms.server.store import policies as store
-from wcms.server.store.engine import writing
 from wcms.server.store.tables import machines
 
 _SCOPE = re.compile(r"^(machine|room):[^\x00-\x1f]{1,128}$")
@@ -44,7 +43,7 @@ class ActionPolicies:
             )
         disabled = sorted(set(body.disabled))
         now = utcnow()
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             await store.put(conn, scope, disabled, at=now, by=actor.name)
             await record(conn, actor, "policy.set", target=scope, detail={"disabled": disabled})
         return ActionPolicyOut(
@@ -52,7 +51,7 @@ class ActionPolicies:
         )
 
     async def delete(self, scope: str, *, actor: Actor) -> None:
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             if not await store.remove(conn, scope):
                 raise NotFound(f"no action policy for {scope}")
             await record(conn, actor, "policy.delete", target=scope)

@@ -45,7 +45,6 @@ from wcms.server.services.links import LinkRegistry
 from wcms.server.services.selectors import resolve_request
 from wcms.server.settings import Settings
 from wcms.server.store import commands as store
-from wcms.server.store.engine import writing
 from wcms.server.telemetry import Telemetry
 
 log = logging.getLogger("wcms.commands")
@@ -88,7 +87,7 @@ class Commands:
         secrets = reveal_secrets(payload)
         redacted = redact_payload(payload)
         deadline = now + timedelta(seconds=request.timeout_s + self._settings.run_timeout_slack)
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             machine_ids = list(dict.fromkeys(await resolve_request(conn, request)))
             routes = await routing.plan(conn, request.type, payload, machine_ids)
             # Runs for connected agents are stored as delivered: one write for the
@@ -159,7 +158,7 @@ class Commands:
         )
         lost = sorted({run_of[machine_id] for machine_id in pushed} & set(unsent))
         if lost:
-            async with writing(self._engine) as conn:
+            async with self._engine.begin() as conn:
                 await store.undeliver(
                     conn, lost, at=utcnow(), detail="the agent went away before delivery"
                 )
@@ -173,7 +172,7 @@ class Commands:
     async def cancel(self, command_id: int, *, actor: Actor) -> int:
         """Cancel every unfinished run of a command; returns how many were cancelled."""
         now = utcnow()
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             if await store.get_command(conn, command_id) is None:
                 raise NotFound(f"no command {command_id}")
             runs = [r for r in await store.runs_of(conn, command_id) if r.state in store.ACTIVE]
@@ -204,7 +203,7 @@ class Commands:
         """Run again, as a new attempt, every run that failed, timed out, was cancelled or
         expired; returns how many were requeued."""
         now = utcnow()
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             command = await store.get_command(conn, command_id)
             if command is None:
                 raise NotFound(f"no command {command_id}")
@@ -271,7 +270,7 @@ class Commands:
     async def poll(self, machine_id: str, *, cancels: Sequence[int]) -> CommandPoll:
         """What an HTTP-polling agent should run or cancel now (runs marked delivered)."""
         now = utcnow()
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             rows = await store.pending_for_machine(conn, machine_id, now=now)
             queued = [row.run_id for row in rows if row.state == RunState.QUEUED]
             await store.mark_delivered(conn, queued, at=now, slack=self._settings.run_timeout_slack)
@@ -296,7 +295,7 @@ class Commands:
         3. Failed or timed-out runs with retries left are requeued and pushed again.
         """
         now = utcnow()
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             runs = await store.runs_for_updates(conn, {u.run_id for _, u in items})
             valid = [
                 update
@@ -376,7 +375,7 @@ class Commands:
     async def sweep(self) -> None:
         """Expire queued runs past their expiry; time out runs whose agent never answered."""
         now = utcnow()
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             expired = await store.transition(
                 conn,
                 await store.expired_queued(conn, now=now),
@@ -419,7 +418,7 @@ class Commands:
         """Offer runs to the agents connected here and mark the sent ones delivered."""
         sent, _ = await self._offer(runs)
         if sent:
-            async with writing(self._engine) as conn:
+            async with self._engine.begin() as conn:
                 await store.mark_delivered(
                     conn, sent, at=utcnow(), slack=self._settings.run_timeout_slack
                 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Row
@@ -21,7 +21,6 @@ from wcms.server.services.clock import utcnow
 from wcms.server.services.presence import CLOSE_REVOKED, Presence, inventory_fields
 from wcms.server.store import credentials as cred_store
 from wcms.server.store import machines as machine_store
-from wcms.server.store.engine import writing
 
 # Verified credentials are remembered briefly so HTTP-polling agents cost one hash, not
 # one query, per request. Revocation evicts at once.
@@ -51,7 +50,7 @@ class Enrollment:
             raise BadRequest("room has characters that are not allowed", field="room")
         issued = crypto.issue_token(crypto.ENROLL_PREFIX)
         now = utcnow()
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             await cred_store.create_token(
                 conn,
                 {
@@ -78,7 +77,7 @@ class Enrollment:
             return await cred_store.list_tokens(conn)
 
     async def revoke_token(self, token_id: str, *, actor: Actor) -> None:
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             if not await cred_store.revoke_token(conn, token_id, now=utcnow()):
                 raise NotFound(f"no active enrolment token {token_id!r}")
             await record(conn, actor, "token.revoke", target=token_id)
@@ -98,24 +97,14 @@ class Enrollment:
             raise Unauthorized("enrolment token is malformed", code="invalid_token")
         token_id, secret = parsed
         now = utcnow()
-        try:
-            return await self._enrol(request, token_id, secret, ip, now=now)
-        except _OtherMachine as claim:
-            # Flagged in a transaction of its own: the enrolment's is rolled back.
-            await self._presence.flag_conflict(claim.machine_id, claimant=claim.claimant)
-            raise claim.refusal from None
-
-    async def _enrol(
-        self, request: RegisterRequest, token_id: str, secret: str, ip: str | None, *, now: datetime
-    ) -> str:
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             row = await cred_store.get_token(conn, token_id)
             if row is None or not crypto.secret_matches(secret, row.secret_hash):
                 raise Unauthorized("enrolment token is not valid", code="invalid_token")
             _check_token_usable(row, now=now)
             existing = await machine_store.get(conn, request.machine_id)
             if existing is not None:
-                self._refuse_if_other_machine(existing, request.inventory, ip)
+                await self._refuse_if_other_machine(existing, request.inventory, ip)
             if not await cred_store.consume_token(conn, token_id, now=now):
                 raise Unauthorized("enrolment token was used up just now", code="token_used_up")
             fields = inventory_fields(request.inventory, ip)
@@ -156,7 +145,7 @@ class Enrollment:
             )
         return issued.token
 
-    def _refuse_if_other_machine(
+    async def _refuse_if_other_machine(
         self, existing: Row[Any], inventory: Inventory, ip: str | None
     ) -> None:
         link = self._presence.registry.get(existing.id)
@@ -165,14 +154,14 @@ class Enrollment:
         other_hardware = bool(old_macs and new_macs and not old_macs & new_macs)
         if (link is not None and not link.closed) or other_hardware:
             claimant = {"hostname": inventory.hostname, "ip": ip, "macs": sorted(new_macs)}
+            await self._presence.flag_conflict(existing.id, claimant=claimant)
             why = "is connected right now" if link is not None else "has other network adapters"
-            refusal = Conflict(
+            raise Conflict(
                 f"machine id {existing.id!r} already belongs to an enrolled machine that "
                 f"{why}; a cloned disk image shares its machine id: give this machine its "
                 "own id (regenerate the OS machine id, or start the agent with --machine-id)",
                 code="duplicate_machine",
             )
-            raise _OtherMachine(existing.id, claimant, refusal)
 
     async def authenticate(self, credential: str) -> tuple[str, str]:
         """The (machine id, credential id) a credential belongs to; raises Unauthorized."""
@@ -203,13 +192,13 @@ class Enrollment:
         return [rows.get(cred_id) for cred_id in credential_ids]
 
     async def _write_inventories(self, items: list[tuple[str, dict[str, Any]]]) -> list[None]:
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             await machine_store.update_many(conn, items)
         return [None] * len(items)
 
     async def revoke_machine(self, machine_id: str, *, actor: Actor) -> list[str]:
         """Revoke a machine's credentials, disconnect its agent and mark it offline."""
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             if await machine_store.get(conn, machine_id) is None:
                 raise NotFound(f"no machine {machine_id!r}")
             revoked = await cred_store.revoke_credentials(
@@ -240,13 +229,3 @@ def _check_token_usable(row: Row[Any], *, now: Any) -> None:
 
 async def machine_has_credential(conn: AsyncConnection, machine_id: str) -> bool:
     return await cred_store.has_live_credential(conn, machine_id)
-
-
-class _OtherMachine(Exception):
-    """A second machine claims an enrolled machine's id: flag it, then refuse."""
-
-    def __init__(self, machine_id: str, claimant: dict[str, Any], refusal: Conflict) -> None:
-        super().__init__(machine_id)
-        self.machine_id = machine_id
-        self.claimant = claimant
-        self.refusal = refusal

@@ -19,7 +19,6 @@ from wcms.server.services.clock import utcnow
 from wcms.server.settings import Settings
 from wcms.server.store import files as store
 from wcms.server.store import progress as run_store
-from wcms.server.store.engine import writing
 
 KINDS = ("upload", "screenshot")
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -40,7 +39,7 @@ class Files:
         clean = _clean_name(name)
         values = self._values(data, name=clean, content_type=content_type, kind="upload")
         values["created_by"] = actor.name
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             await store.add(conn, values)
             await record(conn, actor, "file.upload", target=values["id"], detail={"name": clean})
         return _out(values)
@@ -55,7 +54,7 @@ class Files:
             data, name=_clean_name(name), content_type="image/png", kind="screenshot"
         )
         values |= {"machine_id": machine_id, "run_id": run_id, "created_by": machine_id}
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             run = await run_store.live_run(conn, run_id, attempt)
             if run is None or machine_id not in (run.machine_id, run.relay_id):
                 raise Forbidden(
@@ -91,7 +90,7 @@ class Files:
         return [_row_out(row) for row in rows]
 
     async def delete(self, file_id: str, *, actor: Actor) -> None:
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             if not await store.remove(conn, file_id):
                 raise NotFound(f"no file {file_id}")
             await record(conn, actor, "file.delete", target=file_id)

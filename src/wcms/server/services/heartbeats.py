@@ -14,7 +14,6 @@ from wcms.server.bus import StatusFeed
 from wcms.server.services.clock import utcnow
 from wcms.server.store import machines as machine_store
 from wcms.server.store import status as status_store
-from wcms.server.store.engine import writing
 from wcms.server.store.status import StatusRow
 from wcms.server.telemetry import Telemetry
 
@@ -71,12 +70,12 @@ class HeartbeatWriter:
             return
         batch, self._pending = self._pending, []
         try:
-            async with writing(self._engine) as conn:
+            async with self._engine.begin() as conn:
                 await status_store.write_batch(conn, batch)
         except IntegrityError:
             # A machine was deleted while its heartbeat waited here: drop its rows.
             batch = await self._known_only(batch)
-            async with writing(self._engine) as conn:
+            async with self._engine.begin() as conn:
                 await status_store.write_batch(conn, batch)
         except OperationalError:
             log.exception("heartbeat batch of %d not written; will retry", len(batch))

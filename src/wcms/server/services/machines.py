@@ -17,7 +17,6 @@ from wcms.server.services.clock import utcnow
 from wcms.server.services.presence import Presence
 from wcms.server.store import credentials as cred_store
 from wcms.server.store import machines as store
-from wcms.server.store.engine import writing
 
 _NAME = re.compile(r"^[\w.@-][\w .@-]{0,127}$")
 
@@ -64,7 +63,7 @@ class Machines:
         for tag in changes.get("tags") or []:
             if not _NAME.match(tag) or "," in tag:
                 raise BadRequest(f"tag {tag!r} has characters that are not allowed", field="tags")
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             if await store.get(conn, machine_id) is None:
                 raise NotFound(f"no machine {machine_id!r}")
             fields = {k: v for k, v in changes.items() if k in ("room", "seat")}
@@ -78,14 +77,14 @@ class Machines:
 
     async def delete(self, machine_id: str, *, actor: Actor) -> None:
         await self._presence.disconnect(machine_id, code=4401, reason="credential_revoked")
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             if not await store.delete_machine(conn, machine_id):
                 raise NotFound(f"no machine {machine_id!r}")
             await record(conn, actor, "machine.delete", target=machine_id)
         self._bus.publish("machine", {"id": machine_id, "change": "delete"})
 
     async def clear_conflict(self, machine_id: str, *, actor: Actor) -> None:
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             if not await store.update_fields(conn, machine_id, {"conflict": None}):
                 raise NotFound(f"no machine {machine_id!r}")
             await record(conn, actor, "machine.clear_conflict", target=machine_id)

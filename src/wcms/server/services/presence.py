@@ -24,7 +24,6 @@ from wcms.server.services.clock import utcnow
 from wcms.server.services.links import AgentLink, LinkRegistry
 from wcms.server.settings import Settings
 from wcms.server.store import machines as machine_store
-from wcms.server.store.engine import writing
 
 log = logging.getLogger("wcms.presence")
 
@@ -110,7 +109,7 @@ class Presence:
 
     async def _write(self, transitions: list[_Transition]) -> list[bool]:
         """One transaction for every presence change that arrived together."""
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             changed = await machine_store.set_presence_many(
                 conn,
                 [
@@ -134,7 +133,7 @@ class Presence:
     async def flag_conflict(self, machine_id: str, *, claimant: dict[str, Any]) -> None:
         detail = {"detected_at": utcnow().isoformat(), **claimant}
         log.warning("two agents claim machine %s: %s", machine_id, detail)
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             await machine_store.update_fields(conn, machine_id, {"conflict": detail})
 
     async def recover_after_restart(self) -> None:

@@ -13,7 +13,6 @@ from wcms.server.services.clock import utcnow
 from wcms.server.settings import Settings
 from wcms.server.store import commands as run_store
 from wcms.server.store import progress as store
-from wcms.server.store.engine import writing
 
 
 class RunProgressWriter:
@@ -27,7 +26,7 @@ class RunProgressWriter:
     async def apply(self, machine_id: str, progress: RunProgress) -> bool:
         """Store a report from ``machine_id``; False when ignored (not its run, or the
         run is no longer live)."""
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             run = await store.live_run(conn, progress.run_id, progress.attempt)
             if run is None or machine_id not in (run.machine_id, run.relay_id):
                 return False

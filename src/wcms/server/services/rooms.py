@@ -11,7 +11,6 @@ from wcms.server.errors import BadRequest, Conflict, NotFound
 from wcms.server.services.audit import Actor, record
 from wcms.server.services.clock import utcnow
 from wcms.server.store import rooms as store
-from wcms.server.store.engine import writing
 
 DEFAULT_ROWS = 5
 DEFAULT_COLS = 8
@@ -52,7 +51,7 @@ class Rooms:
 
     async def create(self, body: RoomCreate, *, actor: Actor) -> RoomOut:
         try:
-            async with writing(self._engine) as conn:
+            async with self._engine.begin() as conn:
                 values = body.model_dump()
                 await store.create(conn, {**values, "created_at": utcnow()})
                 await record(conn, actor, "room.create", target=body.name, detail=values)
@@ -65,7 +64,7 @@ class Rooms:
         """Rename or resize a room; machines whose seat falls off a smaller grid go back
         to the room's tray."""
         changes = patch.model_dump(exclude_none=True)
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             room = await _defined_room(conn, name)
             new_name = changes.get("name", name)
             if new_name != name and await store.get(conn, new_name) is not None:
@@ -87,7 +86,7 @@ class Rooms:
 
     async def delete(self, name: str, *, actor: Actor) -> None:
         """Remove a room; its machines go to the unplaced tray."""
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             deleted = await store.delete_room(conn, name)
             moved = await store.placements(conn, name)
             if not deleted and not moved:
@@ -105,7 +104,7 @@ class Rooms:
            end up on one seat.
         3. All placements are written in one transaction, and watchers are told.
         """
-        async with writing(self._engine) as conn:
+        async with self._engine.begin() as conn:
             room = await _room(conn, name)
             if not room.defined:
                 await store.create(
