@@ -16,22 +16,6 @@ INVENTORY = {"hostname": "probe", "macs": ["02:00:00:00:00:01"]}
 
 
 @pytest.fixture(scope="module")
-def server(
-    module_database_url: str | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProc]:
-    proc = ServerProc(tmp_path_factory.mktemp("server"), module_database_url).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(server: ServerProc) -> httpx.Client:
-    return server.api().client
-
-
-@pytest.fixture(scope="module")
 def agent_credential(server: ServerProc) -> str:
     response = httpx.post(
         server.url + "/api/client/register",

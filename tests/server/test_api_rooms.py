@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -22,22 +21,6 @@ STATUS = {
     "ram_percent": 50.0,
     "disks": [{"mount": "/", "total": 10, "used": 8, "percent": 80.0}],
 }
-
-
-@pytest.fixture(scope="module")
-def server(
-    module_database_url: str | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProc]:
-    proc = ServerProc(tmp_path_factory.mktemp("server"), module_database_url).start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
-
-
-@pytest.fixture(scope="module")
-def admin(server: ServerProc) -> httpx.Client:
-    return server.api().client
 
 
 @pytest.fixture(scope="module")

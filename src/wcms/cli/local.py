@@ -65,13 +65,16 @@ def api_key(
     typer.echo(key)
 
 
+NewPassword = Annotated[
+    str | None,
+    typer.Option("--password", envvar="WCMS_NEW_PASSWORD", help="Prompted when omitted"),
+]
+
+
 @user_app.command("create")
 def user_create(
     username: Annotated[str, typer.Argument(help="Login name")],
-    password: Annotated[
-        str | None,
-        typer.Option("--password", envvar="WCMS_NEW_PASSWORD", help="Prompted when omitted"),
-    ] = None,
+    password: NewPassword = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
@@ -89,10 +92,7 @@ def user_create(
 @user_app.command("passwd")
 def user_passwd(
     username: Annotated[str, typer.Argument(help="Login name")],
-    password: Annotated[
-        str | None,
-        typer.Option("--password", envvar="WCMS_NEW_PASSWORD", help="Prompted when omitted"),
-    ] = None,
+    password: NewPassword = None,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
