@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,6 +44,23 @@ def wait_for(
             return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}: {last!r}")
+
+
+def pid_in(path: Path) -> int | None:
+    """The process id a command wrote to ``path``, once it has written it whole."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.endswith("\n") and text.strip().isdigit() else None
+
+
+def process_gone(pid: int) -> bool:
+    """True once ``pid`` has exited: no such process, or a zombie nobody reaped yet."""
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
 
 
 def wcms(

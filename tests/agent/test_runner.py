@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from wcms.agent.journal import Journal
 from wcms.agent.runner import CANCELLED_BEFORE_START, EXPIRED, INTERRUPTED
 from wcms.protocol import RunState
 
-from .harness import Harness, make_envelope, wait_until_gone
+from .harness import Harness, is_gone, make_envelope, wait_until_gone
 
 pytestmark = pytest.mark.anyio
 
@@ -225,18 +226,26 @@ async def test_a_power_run_is_recorded_not_performed(harness: Harness, power_log
 async def test_stopping_right_after_a_start_still_kills_the_command(harness: Harness) -> None:
     marker = "30.4242"
     envelope = make_envelope(f"sleep {marker} & wait", timeout_s=60)
-    harness.runner.submit(envelope)
-    async with asyncio.timeout(2):
-        await harness.runner.shutdown()
 
-    def leftovers() -> list[psutil.Process]:
+    def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
         found = []
-        for process in psutil.process_iter(["cmdline", "status"]):
-            cmdline = " ".join(process.info["cmdline"] or [])
-            if marker in cmdline and process.info["status"] != psutil.STATUS_ZOMBIE:
-                found.append(process)
+        for process in processes:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if marker in " ".join(process.cmdline()) and not is_gone(process.pid):
+                    found.append(process)
         return found
 
+    harness.runner.submit(envelope)
+    # Stop the moment the shell exists, while the agent may still be connecting its
+    # pipes; not before: a stop before the spawn leaves nothing to kill and proves nothing.
+    async with asyncio.timeout(5):
+        while not (shells := alive(psutil.Process().children())):
+            await asyncio.sleep(0)
     async with asyncio.timeout(2):
-        while leftovers():
+        await harness.runner.shutdown()
+    for shell in shells:
+        await wait_until_gone(shell.pid)
+    # And whatever the shell started (the sleep, in its process group) is gone too.
+    async with asyncio.timeout(2):
+        while alive(list(psutil.process_iter())):
             await asyncio.sleep(0.02)

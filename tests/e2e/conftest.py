@@ -10,7 +10,14 @@ import pytest
 
 from tests.procs import AgentProc, ServerProc
 
-pytestmark = pytest.mark.e2e
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder is end to end (`-m "not e2e"` runs the fast ones)."""
+    for item in items:
+        if HERE in item.path.parents:
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture

@@ -6,12 +6,11 @@ import hashlib
 import json
 import signal
 import sqlite3
-import time
 from contextlib import closing
 
 import pytest
 
-from tests.procs import wait_for
+from tests.procs import pid_in, process_gone, wait_for
 from wcms.agent.state import JOURNAL_FILE
 
 TRANSPORTS = ["ws", "http"]
@@ -20,6 +19,25 @@ TRANSPORTS = ["ws", "http"]
 def online(api, *machine_ids):
     for machine_id in machine_ids:
         wait_for(lambda m=machine_id: api.status_of(m) == "online", what=f"{machine_id} online")
+
+
+def run_later_command(api, machine_id, command_line):
+    """Run one more command and wait for it: once it has succeeded, the agent has dealt
+    with everything the server delivered to it before (it gets runs in order)."""
+    done = api.wait(api.exec(machine_id, command_line)["id"])
+    assert done["runs"][0]["state"] == "succeeded", done
+    return done
+
+
+def journal_command_ids(agent):
+    """The command ids of the runs the agent's journal recorded, in arrival order."""
+    with closing(sqlite3.connect(agent.state_dir / JOURNAL_FILE)) as journal:
+        return [row[0] for row in journal.execute("SELECT command_id FROM runs ORDER BY rowid")]
+
+
+def wait_until_killed(pid):
+    # A command left alive sleeps 30 s: far beyond this wait.
+    wait_for(lambda: process_gone(pid), timeout=10, what=f"the command's process {pid} killed")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -95,15 +113,14 @@ def test_exec_exits_non_zero_when_a_machine_fails(server, spawn):
 def test_exec_times_out_and_kills_the_command(server, spawn, tmp_path):
     spawn("lab-01")
     online(server.api(), "lab-01")
-    marker = tmp_path / "late"
-    result = server.remote(
-        "exec", "lab-01", "--json", "--timeout", "1", "--", f"sleep 5; touch {marker}"
-    )
+    pidfile = tmp_path / "pid"
+    command_line = f"sleep 30 & echo $! > {pidfile}; wait"
+    result = server.remote("exec", "lab-01", "--json", "--timeout", "1", "--", command_line)
     assert result.returncode == 1
     [run] = json.loads(result.stdout)
     assert run["status"] == "timed_out"
-    time.sleep(5)
-    assert not marker.exists(), "the timed-out command kept running"
+    pid = wait_for(lambda: pid_in(pidfile), what="the command started")
+    wait_until_killed(pid)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -122,8 +139,8 @@ def test_a_command_queued_while_offline_runs_once_on_reconnect(server, spawn, tm
     agent.stop()
     agent.start()
     online(api, "lab-01")
-    time.sleep(2)
-    assert ran.read_text() == "once\n"
+    run_later_command(api, "lab-01", f"echo later >> {ran}")
+    assert ran.read_text() == "once\nlater\n"
 
 
 def test_queued_commands_are_delivered_best_priority_first(server, spawn):
@@ -142,8 +159,7 @@ def test_queued_commands_are_delivered_best_priority_first(server, spawn):
         names[command["id"]] = name
     # The agent runs them side by side, so the server's timestamps of three `true`s are
     # noise; the agent's journal records the order it received and started them in.
-    with closing(sqlite3.connect(agent.state_dir / JOURNAL_FILE)) as journal:
-        order = [row[0] for row in journal.execute("SELECT command_id FROM runs ORDER BY rowid")]
+    order = journal_command_ids(agent)
     assert [names[command_id] for command_id in order] == ["high", "normal", "low"]
 
 
@@ -159,7 +175,8 @@ def test_an_expired_command_never_runs(server, spawn, tmp_path):
     assert done["runs"][0]["state"] == "expired"
     agent.start()
     online(api, "lab-01")
-    time.sleep(2)
+    later = run_later_command(api, "lab-01", "true")
+    assert journal_command_ids(agent) == [later["id"]], "the expired run reached the agent"
     assert not marker.exists()
 
 
@@ -176,8 +193,9 @@ def test_a_command_running_during_an_agent_restart_is_not_run_twice(server, spaw
     run = api.wait(command["id"])["runs"][0]
     assert run["state"] == "failed"
     assert "interrupted" in run["result"]["error"]
-    time.sleep(5)
-    assert log.read_text().count("start") == 1
+    run_later_command(api, "lab-01", f"echo later >> {log}")
+    lines = log.read_text().splitlines()
+    assert lines.count("start") == 1 and "later" in lines, lines
 
 
 def test_a_command_delivered_before_an_agent_crash_runs_once(server, spawn, tmp_path):
@@ -228,16 +246,17 @@ def test_a_command_created_just_before_a_server_restart_runs_once(server, spawn,
     agent.start()
     api = server.api()
     assert api.wait(command["id"], timeout=60)["runs"][0]["state"] == "succeeded"
-    time.sleep(1)
-    assert log.read_text() == "ran\n"
+    run_later_command(api, "lab-01", f"echo later >> {log}")
+    assert log.read_text() == "ran\nlater\n"
 
 
 def test_cancel_stops_a_running_command(server, spawn, tmp_path):
     api = server.api()
     spawn("lab-01")
     online(api, "lab-01")
-    marker = tmp_path / "finished"
-    command = api.exec("lab-01", f"sleep 30; touch {marker}")
+    pidfile = tmp_path / "pid"
+    command = api.exec("lab-01", f"sleep 30 & echo $! > {pidfile}; wait")
+    pid = wait_for(lambda: pid_in(pidfile), what="the command started")
     wait_for(
         lambda: api.get(f"/api/commands/{command['id']}")["runs"][0]["state"] == "running",
         what="running",
@@ -246,8 +265,7 @@ def test_cancel_stops_a_running_command(server, spawn, tmp_path):
     assert result.returncode == 0, result.stderr
     run = api.wait(command["id"])["runs"][0]
     assert run["state"] == "cancelled"
-    time.sleep(1)
-    assert not marker.exists()
+    wait_until_killed(pid)
 
 
 def test_retry_runs_a_failed_command_again_as_a_new_attempt(server, spawn, tmp_path):

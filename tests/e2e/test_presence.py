@@ -71,12 +71,21 @@ def test_a_killed_agent_goes_offline_after_the_grace(server, spawn):
 @pytest.mark.parametrize("server_settings", [{"offline_grace": 5}])
 def test_a_quick_reconnect_does_not_flap(server, spawn):
     agent = spawn("lab-01")
+    # lab-02 is the clock: killed once lab-01 is back, it goes offline at the end of its
+    # own grace, which ends after lab-01's would have.
+    witness = spawn("lab-02")
     api = server.api()
-    wait_for(lambda: api.status_of("lab-01") == "online", what="online")
+    for machine_id in ("lab-01", "lab-02"):
+        wait_for(lambda m=machine_id: api.status_of(m) == "online", what=f"{machine_id} online")
+    connected = "connected over WebSocket as lab-01"
+    before = agent.log().count(connected)
     agent.stop(kill=True)
     agent.start()
-    wait_for(lambda: server.connected() == 1, what="the agent reconnected")
-    time.sleep(6)  # longer than the grace
+    wait_for(lambda: agent.log().count(connected) > before, what="the agent reconnected")
+    witness.stop(kill=True)
+    # The grace must elapse; the witness's offline row says it has.
+    wait_for(lambda: api.status_of("lab-02") == "offline", timeout=20, what="lab-02's grace over")
+    assert api.machine("lab-02")["status_reason"] == "connection_lost"
     history = api.get("/api/machines/lab-01/presence")
     assert [e["status"] for e in history] == ["online"], history
 

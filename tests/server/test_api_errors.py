@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
 
-from tests.procs import ServerProc
+from tests.procs import ServerProc, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -208,9 +209,19 @@ def test_enrolment_with_a_bad_token_is_refused(server):
         assert error_of(register(server, token), 401)["code"] == code
 
 
-def test_an_expired_token_is_refused(server):
+def server_clock(server: ServerProc) -> datetime:
+    """The server's time, from its Date header: whole seconds, never ahead of it."""
+    return parsedate_to_datetime(httpx.get(server.url + "/healthz").headers["date"])
+
+
+def test_an_expired_token_is_refused(server, admin):
     token = server.token(ttl="1s")
-    time.sleep(1.5)
+    token_id = token.split("_")[1]
+    [listed] = [t for t in admin.get("/api/enroll-tokens").json() if t["id"] == token_id]
+    expires_at = datetime.fromisoformat(listed["expires_at"])
+    expires_at = expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)
+    # The TTL itself must pass: waited for on the server's own clock, not the test's.
+    wait_for(lambda: server_clock(server) > expires_at, what="the token's expiry, server time")
     error = error_of(register(server, token), 401)
     assert error["code"] == "token_expired"
 

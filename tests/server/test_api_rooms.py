@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from tests.procs import ServerProc
+from tests.procs import ServerProc, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -120,12 +120,11 @@ def test_status_history_comes_back_as_chart_ready_arrays(server, admin, credenti
         assert response.status_code == 200, response.text
 
     def history():
-        return admin.get("/api/machines/pc-1/history", params={"range": "24h"}).json()
+        """The chart data, once the heartbeats (stored in batches) are in it."""
+        out = admin.get("/api/machines/pc-1/history", params={"range": "24h"}).json()
+        return out if out["t"] else None
 
-    deadline = time.monotonic() + 10
-    while not history()["t"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    out = history()
+    out = wait_for(history, timeout=10, what="the heartbeats in the history")
     assert out["bucket_s"] == 240
     # Three beats a moment apart fall into one 4-minute bucket (two at a boundary).
     assert 1 <= len(out["t"]) == len(out["cpu"]) == len(out["ram"]) == len(out["disk"]) <= 2
