@@ -17,7 +17,7 @@ from wcms.agent.config import AgentConfig
 from wcms.agent.main import Agent
 from wcms.agent.platform import current_platform
 from wcms.agent.state import Credential, StateDir
-from wcms.protocol import RunState
+from wcms.protocol import CloseCode, RunState
 
 from .fake_server import FakeServer
 from .harness import make_envelope
@@ -144,9 +144,23 @@ async def test_a_revocation_after_connecting_exits_with_3(
     server: FakeServer, tmp_path: Path
 ) -> None:
     save_credential(tmp_path, server)
-    server.close_after_welcome = (4401, "credential_revoked")
+    server.close_after_welcome = (CloseCode.REVOKED, "credential_revoked")
     agent = Agent(config(server, tmp_path))
     assert await asyncio.wait_for(agent.run(), 5) == 3
+
+
+async def test_a_protocol_error_close_is_retried_not_fatal(
+    server: FakeServer, tmp_path: Path
+) -> None:
+    save_credential(tmp_path, server)
+    server.close_after_welcome = (CloseCode.PROTOCOL_ERROR, "hello_expected")
+    agent = Agent(config(server, tmp_path))
+    task = asyncio.create_task(agent.run())
+    # Closed after each welcome, it comes back (with backoff) over the WebSocket again.
+    await until(lambda: server.events.count("hello-ws") >= 3)
+    assert not task.done()
+    await agent.stop()
+    assert await asyncio.wait_for(task, 5) == 0
 
 
 async def test_an_unknown_credential_is_renewed_with_the_token(

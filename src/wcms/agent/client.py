@@ -24,6 +24,7 @@ from wcms.agent.errors import (
 from wcms.protocol import (
     CommandPoll,
     ErrorBody,
+    ErrorCode,
     FileRef,
     HeartbeatRequest,
     RegisterRequest,
@@ -44,7 +45,14 @@ REQUEST_TIMEOUT_S = 30.0
 UPLOAD_TIMEOUT_S = 300.0
 # A long-poll may take this much longer than its ``wait`` before it counts as lost.
 POLL_SLACK_S = 10.0
-_TOKEN_CODES = frozenset({"invalid_token", "token_expired", "token_used_up"})
+_TOKEN_CODES = frozenset(
+    {
+        ErrorCode.INVALID_TOKEN,
+        ErrorCode.TOKEN_EXPIRED,
+        ErrorCode.TOKEN_USED_UP,
+        ErrorCode.TOKEN_REVOKED,
+    }
+)
 
 
 class _ErrorAnswer(BaseModel):
@@ -54,11 +62,11 @@ class _ErrorAnswer(BaseModel):
 def error_for_code(code: str, message: str) -> AgentError | None:
     """The exception for a server error code that changes what the agent does, or
     None if the code has no special meaning."""
-    if code == "credential_revoked":
+    if code == ErrorCode.CREDENTIAL_REVOKED:
         return CredentialRevoked(message)
-    if code == "unknown_credential":
+    if code == ErrorCode.UNKNOWN_CREDENTIAL:
         return UnknownCredential(message)
-    if code == "duplicate_machine":
+    if code == ErrorCode.DUPLICATE_MACHINE:
         return DuplicateMachine(message)
     if code in _TOKEN_CODES:
         return EnrollmentRefused(message)

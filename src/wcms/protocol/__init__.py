@@ -63,6 +63,7 @@ from wcms.protocol.messages import (
     agent_frame,
     server_frame,
 )
+from wcms.protocol.wire import CloseCode, ErrorCode, close_code_for_status
 
 __all__ = [
     "COMMAND_TYPES",
@@ -74,6 +75,7 @@ __all__ = [
     "AgentFrame",
     "ApiKeyCreate",
     "ApiKeyOut",
+    "CloseCode",
     "CommandCreate",
     "CommandOut",
     "CommandPoll",
@@ -82,6 +84,7 @@ __all__ = [
     "EnrollTokenCreate",
     "EnrollTokenOut",
     "ErrorBody",
+    "ErrorCode",
     "ErrorFrame",
     "ExecutePayload",
     "FileOut",
@@ -115,6 +118,7 @@ __all__ = [
     "StatusReport",
     "WelcomeFrame",
     "agent_frame",
+    "close_code_for_status",
     "parse_payload",
     "redact_payload",
     "server_frame",
