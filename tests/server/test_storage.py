@@ -18,9 +18,14 @@ from wcms.server.store import accounts as account_store
 from wcms.server.store import commands as command_store
 from wcms.server.store import credentials as cred_store
 from wcms.server.store import machines as machine_store
+from wcms.server.store import runs as run_store
 from wcms.server.store import status as status_store
-from wcms.server.store.engine import create_engine
+from wcms.server.store.commands import Births, NewCommand
+from wcms.server.store.credentials import NewEnrollToken
+from wcms.server.store.engine import Database, create_engine
+from wcms.server.store.machines import InventoryFields, NewMachine, PresenceChange
 from wcms.server.store.migrate import alembic_config, current_revision, upgrade
+from wcms.server.store.runs import Move
 from wcms.server.store.tables import command_runs, status_history
 from wcms.server.telemetry import Telemetry
 
@@ -33,20 +38,34 @@ async def fresh(url: str):
     return engine
 
 
-async def add_machine(engine, machine_id: str) -> None:
+async def add_machine(
+    engine, machine_id: str, *, room: str | None = None, hostname: str | None = None
+) -> None:
+    fields = InventoryFields(
+        hostname=hostname or machine_id,
+        os="",
+        agent_version="",
+        ip=None,
+        inventory={},
+        updated_at=NOW,
+    )
     async with engine.begin() as conn:
-        await machine_store.create(
-            conn,
-            {
-                "id": machine_id,
-                "hostname": machine_id,
-                "status": "offline",
-                "os": "",
-                "agent_version": "",
-                "created_at": NOW,
-                "updated_at": NOW,
-            },
-        )
+        await machine_store.create(conn, NewMachine(machine_id, room, NOW, fields))
+
+
+def command(type_: str, payload: dict) -> NewCommand:
+    return NewCommand(
+        type=type_,
+        selector="m1",
+        payload=payload,
+        sealed_secrets=None,
+        priority=0,
+        timeout_s=5,
+        max_retries=0,
+        expires_at=None,
+        created_at=NOW,
+        created_by=None,
+    )
 
 
 def test_migrations_apply_and_reapply(engine_url):
@@ -90,14 +109,16 @@ def test_a_token_with_n_uses_enrols_exactly_n_under_contention(engine_url):
         async with engine.begin() as conn:
             await cred_store.create_token(
                 conn,
-                {
-                    "id": "t1",
-                    "secret_hash": "h",
-                    "uses_allowed": 3,
-                    "uses_count": 0,
-                    "expires_at": NOW + timedelta(days=1),
-                    "created_at": NOW,
-                },
+                NewEnrollToken(
+                    id="t1",
+                    secret_hash="h",
+                    uses_allowed=3,
+                    expires_at=NOW + timedelta(days=1),
+                    created_at=NOW,
+                    created_by=None,
+                    note=None,
+                    room=None,
+                ),
             )
 
         async def consume():
@@ -108,30 +129,23 @@ def test_a_token_with_n_uses_enrols_exactly_n_under_contention(engine_url):
         expired = None
         async with engine.begin() as conn:
             expired = await cred_store.consume_token(conn, "t1", now=NOW + timedelta(days=2))
+            token = await cred_store.get_token(conn, "t1")
         await engine.dispose()
-        return results, expired
+        return results, expired, token
 
-    results, expired = asyncio.run(go())
+    results, expired, token = asyncio.run(go())
     assert results.count(True) == 3
     assert expired is False
+    assert token is not None and (token.uses_count, token.uses_allowed) == (3, 3)
 
 
 def test_runs_never_move_backwards(engine_url):
     async def go():
         engine = await fresh(engine_url)
         await add_machine(engine, "m1")
-        command = {
-            "type": "execute",
-            "selector": "m1",
-            "payload": {"command": "x"},
-            "priority": 0,
-            "timeout_s": 5,
-            "max_retries": 0,
-            "expires_at": None,
-            "created_at": NOW,
-        }
+        new = command("execute", {"command": "x"})
         async with engine.begin() as conn:
-            _, [(run_id, _)] = await command_store.create(conn, command, ["m1"])
+            _, [(run_id, _)] = await command_store.create(conn, new, Births(["m1"]))
         steps = []
         async with engine.begin() as conn:
             for to in (
@@ -142,8 +156,8 @@ def test_runs_never_move_backwards(engine_url):
                 RunState.DELIVERED,
                 RunState.EXPIRED,
             ):
-                steps.append(bool(await command_store.transition(conn, [run_id], to, at=NOW)))
-            events = await command_store.events_of(conn, [run_id])
+                steps.append(bool(await run_store.transition(conn, [run_id], Move(to, NOW))))
+            events = await run_store.events_of(conn, [run_id])
         await engine.dispose()
         return steps, [e.state for e in events]
 
@@ -157,31 +171,20 @@ def test_a_new_command_stores_each_run_born_in_its_own_state(engine_url):
         engine = await fresh(engine_url)
         for machine_id in ("m1", "m2", "m3"):
             await add_machine(engine, machine_id)
-        command = {
-            "type": "wake",
-            "selector": "all",
-            "payload": {},
-            "priority": 0,
-            "timeout_s": 5,
-            "max_retries": 0,
-            "expires_at": None,
-            "created_at": NOW,
-        }
         deadline = NOW + timedelta(seconds=35)
+        births = Births(
+            ["m1", "m2", "m3"],
+            delivered={"m1", "m3"},
+            deadline=deadline,
+            relays={"m1": "m2"},
+            refusals={"m3": "refused: switched off"},
+        )
         async with engine.begin() as conn:
-            _, runs = await command_store.create(
-                conn,
-                command,
-                ["m1", "m2", "m3"],
-                delivered={"m1", "m3"},
-                deadline=deadline,
-                relays={"m1": "m2"},
-                refusals={"m3": "refused: switched off"},
-            )
+            _, runs = await command_store.create(conn, command("wake", {}), births)
             run_of = {machine_id: run_id for run_id, machine_id in runs}
             query = select(command_runs).where(command_runs.c.id.in_(run_of.values()))
             rows = {r.machine_id: r for r in await conn.execute(query)}
-            events = await command_store.events_of(conn, list(run_of.values()))
+            events = await run_store.events_of(conn, list(run_of.values()))
         await engine.dispose()
         return run_of, rows, events
 
@@ -212,7 +215,7 @@ def test_heartbeats_are_written_in_batches(engine_url):
         for n in range(5):
             await add_machine(engine, f"m{n}")
         telemetry = Telemetry()
-        writer = HeartbeatWriter(engine, telemetry=telemetry)
+        writer = HeartbeatWriter(Database(engine), telemetry=telemetry)
         report = StatusReport(cpu_percent=12.5, ram_used=1, ram_total=2, ram_percent=50)
         for _ in range(40):
             for n in range(5):
@@ -292,15 +295,13 @@ def test_selectors_resolve_to_machines(engine_url, selector, expected):
     async def go():
         engine = await fresh(engine_url)
         for machine_id, room in (("a1", "A"), ("a2", "A"), ("b1", "B")):
-            await add_machine(engine, machine_id)
-            async with engine.begin() as conn:
-                await machine_store.update_fields(
-                    conn, machine_id, {"room": room, "hostname": f"host-{machine_id}"}
-                )
+            await add_machine(engine, machine_id, room=room, hostname=f"host-{machine_id}")
         async with engine.begin() as conn:
             await machine_store.set_tags(conn, "a2", ["gpu"])
             await machine_store.set_tags(conn, "b1", ["gpu", "print"])
-            await machine_store.set_presence_many(conn, [("b1", "online", "connected", NOW)])
+            await machine_store.set_presence_many(
+                conn, [PresenceChange("b1", "online", "connected", NOW)]
+            )
             found = await resolve(conn, selector)
         await engine.dispose()
         return sorted(found)
@@ -317,10 +318,10 @@ def test_presence_transitions_in_one_batch_apply_in_order(engine_url):
             changed = await machine_store.set_presence_many(
                 conn,
                 [
-                    ("m1", "online", "connected", NOW),
-                    ("m1", "online", "connected", NOW),
-                    ("m1", "offline", "shutdown", later),
-                    ("missing", "online", "connected", NOW),
+                    PresenceChange("m1", "online", "connected", NOW),
+                    PresenceChange("m1", "online", "connected", NOW),
+                    PresenceChange("m1", "offline", "shutdown", later),
+                    PresenceChange("missing", "online", "connected", NOW),
                 ],
             )
         async with engine.connect() as conn:
@@ -341,21 +342,24 @@ def test_presence_transitions_in_one_batch_apply_in_order(engine_url):
 def test_an_api_key_is_checked_on_every_call_and_its_use_kept_to_the_minute(engine_url):
     async def go():
         engine = await fresh(engine_url)
-        accounts = Accounts(engine)
-        row, key = await accounts.create_api_key("ci", actor=Actor("admin", None))
+        accounts = Accounts(Database(engine))
+        created, key = await accounts.create_api_key("ci", actor=Actor("admin", None))
         first = await accounts.principal_for_key(key)
         async with engine.connect() as conn:
-            used = (await account_store.get_api_key(conn, row.id)).last_used_at
+            used = (await account_store.get_api_key(conn, created.id)).last_used_at
         again = await accounts.principal_for_key(key)
         async with engine.connect() as conn:
-            used_again = (await account_store.get_api_key(conn, row.id)).last_used_at
+            used_again = (await account_store.get_api_key(conn, created.id)).last_used_at
         wrong = await accounts.principal_for_key(key[:-1] + ("a" if key[-1] != "a" else "b"))
-        await accounts.revoke_api_key(row.id, actor=Actor("admin", None))
+        await accounts.revoke_api_key(created.id, actor=Actor("admin", None))
         revoked = await accounts.principal_for_key(key)
+        listed = await accounts.list_api_keys()
         await engine.dispose()
-        return first, used, again, used_again, wrong, revoked
+        return (created, key), first, used, again, used_again, wrong, revoked, listed
 
-    first, used, again, used_again, wrong, revoked = asyncio.run(go())
+    (created, key), first, used, again, used_again, wrong, revoked, listed = asyncio.run(go())
+    assert created.key == key and not created.revoked and created.last_used_at is None
+    assert [(k.id, k.revoked, k.key) for k in listed] == [(created.id, True, None)]
     assert first is not None and again is not None and first.name == "key:ci"
     assert used is not None and used_again == used
     assert wrong is None

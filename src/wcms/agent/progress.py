@@ -98,7 +98,7 @@ class RunProgressReporter(Progress):
             RunProgress(
                 run_id=self._run_id,
                 attempt=self._attempt,
-                **{stream: chunk, f"{stream}_offset": offset},  # type: ignore[arg-type]
+                **{stream: chunk, f"{stream}_offset": offset},
             )
         )
 

@@ -128,10 +128,10 @@ def _with_core(
     async def run() -> T:
         core = core_module.Core(settings)
         try:
-            await migrate_module.upgrade(core.engine)
+            await migrate_module.upgrade(core.db.engine)
             return await action(core)
         finally:
-            await core.engine.dispose()
+            await core.db.dispose()
 
     try:
         return asyncio.run(run())

@@ -122,14 +122,14 @@ async def _demo_credentials(settings: Any) -> tuple[str, str]:
     audit = require_server("wcms.server.services.audit")
     core = core_module.Core(settings)
     try:
-        await migrate.upgrade(core.engine)
+        await migrate.upgrade(core.db.engine)
         actor = audit.Actor("demo")
         _, token = await core.enrollment.create_token(
             uses=1, ttl_s=3600, note="demo", actor=actor, room="Demo"
         )
         _, key = await core.accounts.create_api_key("demo", actor=actor)
     finally:
-        await core.engine.dispose()
+        await core.db.dispose()
     return token, key
 
 

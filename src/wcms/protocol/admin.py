@@ -98,6 +98,8 @@ class RunLiveOut(Body):
 
 class RunOut(Body):
     id: int
+    command_id: int | None = Field(default=None, description="The command this run is of")
+    type: str | None = Field(default=None, description="The command's type")
     machine_id: str
     hostname: str | None = None
     state: RunState

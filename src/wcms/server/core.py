@@ -6,7 +6,6 @@ import asyncio
 import gc
 import logging
 from contextlib import suppress
-from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -15,25 +14,26 @@ from wcms.server import crypto, csrf
 from wcms.server.bus import Bus, InProcessBus, StatusFeed
 from wcms.server.services.accounts import Accounts
 from wcms.server.services.action_policies import ActionPolicies
-from wcms.server.services.audit import Actor
+from wcms.server.services.activity import Activity
+from wcms.server.services.audit import Actor, AuditLog
 from wcms.server.services.commands import Commands
+from wcms.server.services.commands.progress import RunProgressWriter
 from wcms.server.services.enrollment import Enrollment
 from wcms.server.services.files import Files
 from wcms.server.services.heartbeats import HeartbeatWriter
+from wcms.server.services.history import History
 from wcms.server.services.links import LinkRegistry
 from wcms.server.services.machines import Machines
 from wcms.server.services.presence import Presence
-from wcms.server.services.progress import RunProgressWriter
 from wcms.server.services.rooms import Rooms
 from wcms.server.services.throttle import LoginThrottle
 from wcms.server.settings import Settings
-from wcms.server.store.engine import create_engine
+from wcms.server.store.engine import Database, create_engine
 from wcms.server.store.migrate import upgrade
 from wcms.server.telemetry import Telemetry
+from wcms.server.workers.sweeper import Sweeper
 
 log = logging.getLogger("wcms.server")
-
-SWEEP_INTERVAL_S = 1.0
 
 
 class Core:
@@ -41,17 +41,18 @@ class Core:
 
     def __init__(self, settings: Settings, engine: AsyncEngine | None = None) -> None:
         self.settings = settings
-        self.engine = engine or create_engine(settings.effective_database_url)
+        self.db = Database(engine or create_engine(settings.effective_database_url))
+        key = secret_key(settings)
+        self.sealer = crypto.Sealer(key)
+        self.csrf_key = csrf.derive_key(key)
         self.registry = LinkRegistry()
         self.bus: Bus = InProcessBus()
         self.status_feed = StatusFeed(self.bus)
-        self.presence = Presence(self.engine, self.registry, settings, bus=self.bus)
-        self.enrollment = Enrollment(self.engine, self.presence)
-        self.sealer = crypto.Sealer(secret_key(settings))
-        self.csrf_key = csrf.derive_key(secret_key(settings))
         self.telemetry = Telemetry()
+        self.presence = Presence(self.db, self.registry, settings, bus=self.bus)
+        self.enrollment = Enrollment(self.db, self.presence)
         self.commands = Commands(
-            self.engine,
+            self.db,
             self.registry,
             settings,
             self.sealer,
@@ -59,42 +60,44 @@ class Core:
             telemetry=self.telemetry,
         )
         self.telemetry.count_connected(self.presence.online_count)
-        self.heartbeats = HeartbeatWriter(
-            self.engine, feed=self.status_feed, telemetry=self.telemetry
-        )
-        self.accounts = Accounts(self.engine)
-        self.machines = Machines(self.engine, self.presence, bus=self.bus)
-        self.rooms = Rooms(self.engine, bus=self.bus)
-        self.files = Files(self.engine, settings)
-        self.policies = ActionPolicies(self.engine)
-        self.progress = RunProgressWriter(self.engine, settings, self.sealer)
+        self.heartbeats = HeartbeatWriter(self.db, feed=self.status_feed, telemetry=self.telemetry)
+        self.accounts = Accounts(self.db)
+        self.audit = AuditLog(self.db)
+        self.activity = Activity(self.db)
+        self.history = History(self.db)
+        self.machines = Machines(self.db, self.presence, bus=self.bus)
+        self.rooms = Rooms(self.db, bus=self.bus)
+        self.files = Files(self.db, settings)
+        self.policies = ActionPolicies(self.db)
+        self.progress = RunProgressWriter(self.db, settings, self.sealer)
         self.login_throttle = LoginThrottle()
-        self._workers: list[asyncio.Task[Any]] = []
+        self.sweeper = Sweeper(self.presence, self.commands)
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Migrate, make sure an admin exists, and start the background workers."""
-        await upgrade(self.engine)
+        await upgrade(self.db.engine)
         await self.bootstrap_admin()
         await self.presence.recover_after_restart()
-        self._workers = [
+        self._tasks = [
             asyncio.create_task(self.heartbeats.run(), name="heartbeat-writer"),
-            asyncio.create_task(self._sweep_forever(), name="sweeper"),
             asyncio.create_task(self.status_feed.run(), name="status-feed"),
         ]
+        self.sweeper.start()
         settle_garbage_collector()
 
     async def stop(self) -> None:
+        """Stop the workers: the sweeper at once, the heartbeat writer after its last
+        flush, then the links' timers and the engine."""
+        await self.sweeper.stop()
         await self.heartbeats.stop()
         self.status_feed.stop()
         await self.bus.close()
-        for task in self._workers:
-            if task.get_name() == "sweeper":
-                task.cancel()
-        for task in self._workers:
+        for task in self._tasks:
             with suppress(asyncio.CancelledError):
                 await task
         await self.presence.close()
-        await self.engine.dispose()
+        await self.db.dispose()
 
     async def bootstrap_admin(self) -> str | None:
         """On first start, create user ``admin``; returns a generated password to show.
@@ -121,21 +124,12 @@ class Core:
 
     async def database_ready(self) -> bool:
         try:
-            async with self.engine.connect() as conn:
+            async with self.db.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:  # any driver error means "not ready"; the probe reports it
             log.warning("database not reachable", exc_info=True)
             return False
         return True
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-            try:
-                await self.presence.sweep()
-                await self.commands.sweep()
-            except Exception:  # a sweep must never kill the worker; the next one retries
-                log.exception("sweep failed")
 
 
 def secret_key(settings: Settings) -> str:

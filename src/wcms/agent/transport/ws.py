@@ -21,6 +21,8 @@ from wcms.agent.outbox import RunKey
 from wcms.agent.transport import PROGRESS_INTERVAL_S, Channel, ChannelContext, first_to_end
 from wcms.protocol import (
     PROGRESS_SINCE_VERSION,
+    CloseCode,
+    ErrorCode,
     ErrorFrame,
     HeartbeatFrame,
     HelloFrame,
@@ -43,11 +45,12 @@ PING_INTERVAL_S = 20.0
 HANDSHAKE_TIMEOUT_S = 30.0
 WELCOME_TIMEOUT_S = 30.0
 CLOSE_TIMEOUT_S = 1.0
-CLOSE_REVOKED = 4401
-CLOSE_DUPLICATE = 4409
 # Handshake answers that mean "this credential or session is refused", not "no
 # WebSocket here": they must not make the agent fall back to long-poll.
 _REFUSALS = frozenset({401, 403, 409})
+# The server answers, but cannot serve now (its database failed): retry with backoff,
+# the WebSocket itself works.
+_UNAVAILABLE = 503
 
 
 class WebSocketChannel(Channel):
@@ -106,6 +109,8 @@ class WebSocketChannel(Channel):
         except aiohttp.WSServerHandshakeError as exc:
             if exc.status in _REFUSALS:
                 await self._explain_refusal(exc.status)
+            if exc.status == _UNAVAILABLE:
+                raise TransportError(f"the server is unavailable: {exc.message}") from exc
             raise WebSocketUnavailable(
                 f"WebSocket handshake failed: HTTP {exc.status} {exc.message}"
             ) from exc
@@ -211,12 +216,14 @@ def _closed(ws: aiohttp.ClientWebSocketResponse, message: aiohttp.WSMessage) -> 
     reason = message.extra if isinstance(message.extra, str) else ""
     if message.type is aiohttp.WSMsgType.CLOSE and isinstance(message.data, int):
         code = message.data
-    if code == CLOSE_REVOKED:
-        if reason == "unknown_credential":
+    if code == CloseCode.REVOKED:
+        if reason == ErrorCode.UNKNOWN_CREDENTIAL:
             return UnknownCredential("the server does not know this machine's credential")
-        return CredentialRevoked(reason or "credential_revoked")
-    if code == CLOSE_DUPLICATE:
+        return CredentialRevoked(reason or ErrorCode.CREDENTIAL_REVOKED)
+    if code == CloseCode.DUPLICATE:
         return DuplicateMachine("another live agent is connected with this machine id")
+    # Every other code (PROTOCOL_ERROR, SILENT, SERVER_ERROR...) is a TransportError: the
+    # connection loop reconnects with backoff.
     if message.type is aiohttp.WSMsgType.ERROR:
         return TransportError(f"WebSocket error: {message.data}")
     return TransportError(f"the server closed the WebSocket (code {code}) {reason}".strip())

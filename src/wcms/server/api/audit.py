@@ -8,29 +8,28 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
-from wcms.server.api.deps import AdminActor, CoreDep
-from wcms.server.store import audit as audit_store
+from wcms.server.api.deps import AdminActor, AuditDep
 
 router = APIRouter(prefix="/api", tags=["audit"])
 
 
-class AuditEntry(BaseModel):
+class AuditEntryOut(BaseModel):
     id: int
     at: datetime
     actor: str
     action: str
     target: str | None
+    # Free-form: what each action chose to record about itself, as JSON.
     detail: dict[str, Any] | None
     ip: str | None
 
 
-@router.get("/audit", response_model=list[AuditEntry])
+@router.get("/audit", response_model=list[AuditEntryOut])
 async def audit_log(
-    core: CoreDep,
+    audit: AuditDep,
     _: AdminActor,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     action: str | None = None,
-) -> list[AuditEntry]:
-    async with core.engine.connect() as conn:
-        rows = await audit_store.recent(conn, limit=limit, action=action)
-    return [AuditEntry.model_validate(row._mapping) for row in rows]
+) -> list[AuditEntryOut]:
+    entries = await audit.recent(limit=limit, action=action)
+    return [AuditEntryOut.model_validate(entry, from_attributes=True) for entry in entries]

@@ -8,8 +8,16 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from wcms.server import csrf
-from wcms.server.api.deps import SESSION_COOKIE, Admin, AdminActor, CoreDep, client_ip
-from wcms.server.services.accounts import SESSION_TTL
+from wcms.server.api.deps import (
+    SESSION_COOKIE,
+    AccountsDep,
+    Admin,
+    AdminActor,
+    CoreDep,
+    clear_session_cookie,
+    client_ip,
+    set_session_cookie,
+)
 
 router = APIRouter(prefix="/api", tags=["auth"])
 
@@ -24,43 +32,6 @@ class UserCreate(Login):
     pass
 
 
-@router.post("/auth/login")
-async def login(body: Login, request: Request, response: Response, core: CoreDep) -> dict[str, str]:
-    """Open a browser session; the answer's ``csrf_token`` goes with every change."""
-    core.login_throttle.check(ip=client_ip(request), username=body.username)
-    token = await core.accounts.login(body.username, body.password, ip=client_ip(request))
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=int(SESSION_TTL.total_seconds()),
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
-    return {"username": body.username, "csrf_token": csrf.token_for(core.csrf_key, token)}
-
-
-@router.post("/auth/logout", status_code=204)
-async def logout(request: Request) -> Response:
-    token = request.cookies.get(SESSION_COOKIE)
-    if token:
-        await request.app.state.core.accounts.logout(token)
-    response = Response(status_code=204)
-    response.delete_cookie(SESSION_COOKIE)
-    return response
-
-
-@router.get("/auth/me")
-async def me(admin: Admin) -> dict[str, str]:
-    return {"name": admin.name, "via": admin.via}
-
-
-@router.post("/users", status_code=201)
-async def create_user(body: UserCreate, core: CoreDep, actor: AdminActor) -> dict[str, object]:
-    user_id = await core.accounts.create_user(body.username, body.password, actor=actor)
-    return {"id": user_id, "username": body.username}
-
-
 class UserOut(BaseModel):
     id: int
     username: str
@@ -70,6 +41,42 @@ class UserOut(BaseModel):
     disabled: bool = False
 
 
+@router.post("/auth/login")
+async def login(
+    body: Login, request: Request, response: Response, core: CoreDep, accounts: AccountsDep
+) -> dict[str, str]:
+    """Open a browser session; the answer's ``csrf_token`` goes with every change."""
+    core.login_throttle.check(ip=client_ip(request), username=body.username)
+    token = await accounts.login(body.username, body.password, ip=client_ip(request))
+    set_session_cookie(response, request, token)
+    return {"username": body.username, "csrf_token": csrf.token_for(core.csrf_key, token)}
+
+
+@router.post("/auth/logout", status_code=204)
+async def logout(request: Request, accounts: AccountsDep) -> Response:
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        await accounts.logout(token)
+    response = Response(status_code=204)
+    clear_session_cookie(response)
+    return response
+
+
+@router.get("/auth/me")
+async def me(admin: Admin) -> dict[str, str]:
+    return {"name": admin.name, "via": admin.via}
+
+
+@router.post("/users", status_code=201)
+async def create_user(
+    body: UserCreate, accounts: AccountsDep, actor: AdminActor
+) -> dict[str, object]:
+    user_id = await accounts.create_user(body.username, body.password, actor=actor)
+    return {"id": user_id, "username": body.username}
+
+
 @router.get("/users", response_model=list[UserOut])
-async def list_users(core: CoreDep, _: AdminActor) -> list[UserOut]:
-    return [UserOut.model_validate(row._mapping) for row in await core.accounts.list_users()]
+async def list_users(accounts: AccountsDep, _: AdminActor) -> list[UserOut]:
+    return [
+        UserOut.model_validate(user, from_attributes=True) for user in await accounts.list_users()
+    ]

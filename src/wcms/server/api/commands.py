@@ -8,8 +8,7 @@ from fastapi import APIRouter, Path, Query
 
 from wcms.protocol import CommandCreate, CommandOut
 from wcms.protocol.bulk import BulkCommandCreate
-from wcms.server.api.deps import AdminActor, CoreDep
-from wcms.server.services import command_views
+from wcms.server.api.deps import AdminActor, CommandsDep
 
 router = APIRouter(prefix="/api/commands", tags=["commands"])
 
@@ -17,35 +16,37 @@ CommandId = Annotated[int, Path(ge=1, le=2**62, description="Command id")]
 
 
 @router.post("", response_model=CommandOut, status_code=201)
-async def create_command(request: CommandCreate, core: CoreDep, actor: AdminActor) -> CommandOut:
+async def create_command(
+    request: CommandCreate, commands: CommandsDep, actor: AdminActor
+) -> CommandOut:
     """Send a command to every machine the selector matches."""
-    command_id = await core.commands.create(request, actor=actor)
-    return await command_views.get_command(core.engine, command_id)
+    command_id = await commands.create(request, actor=actor)
+    return await commands.get(command_id)
 
 
 @router.post("/bulk", response_model=CommandOut, status_code=201)
 async def create_bulk_command(
-    request: BulkCommandCreate, core: CoreDep, actor: AdminActor
+    request: BulkCommandCreate, commands: CommandsDep, actor: AdminActor
 ) -> CommandOut:
     """Send a command to the machines listed in ``targets`` (a selection of any size)."""
-    command_id = await core.commands.create(request, actor=actor)
-    return await command_views.get_command(core.engine, command_id)
+    command_id = await commands.create(request, actor=actor)
+    return await commands.get(command_id)
 
 
 @router.get("", response_model=list[CommandOut])
 async def list_commands(
-    core: CoreDep,
+    commands: CommandsDep,
     _: AdminActor,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before_id: int | None = None,
 ) -> list[CommandOut]:
-    return await command_views.list_commands(core.engine, limit=limit, before_id=before_id)
+    return await commands.list_commands(limit=limit, before_id=before_id)
 
 
 @router.get("/{command_id}", response_model=CommandOut)
 async def get_command(
     command_id: CommandId,
-    core: CoreDep,
+    commands: CommandsDep,
     _: AdminActor,
     events: bool = False,
     runs: Annotated[
@@ -58,17 +59,21 @@ async def get_command(
     """A command with every run; with ``wait`` the answer comes when all runs are final
     (or when the wait is over)."""
     if wait:
-        await core.commands.wait(command_id, timeout_s=wait)
-    return await command_views.get_command(core.engine, command_id, events=events, runs=runs)
+        await commands.wait(command_id, timeout_s=wait)
+    return await commands.get(command_id, events=events, runs=runs)
 
 
 @router.post("/{command_id}/cancel", response_model=CommandOut)
-async def cancel_command(command_id: CommandId, core: CoreDep, actor: AdminActor) -> CommandOut:
-    await core.commands.cancel(command_id, actor=actor)
-    return await command_views.get_command(core.engine, command_id)
+async def cancel_command(
+    command_id: CommandId, commands: CommandsDep, actor: AdminActor
+) -> CommandOut:
+    await commands.cancel(command_id, actor=actor)
+    return await commands.get(command_id)
 
 
 @router.post("/{command_id}/retry", response_model=CommandOut)
-async def retry_command(command_id: CommandId, core: CoreDep, actor: AdminActor) -> CommandOut:
-    await core.commands.retry(command_id, actor=actor)
-    return await command_views.get_command(core.engine, command_id)
+async def retry_command(
+    command_id: CommandId, commands: CommandsDep, actor: AdminActor
+) -> CommandOut:
+    await commands.retry(command_id, actor=actor)
+    return await commands.get(command_id)

@@ -1,18 +1,51 @@
-"""Dependencies shared by the admin API routes: the core, and who is calling."""
+"""Dependencies shared by the admin API routes and the dashboard: each service a handler
+uses, and who is calling. A handler names the services it needs (``commands:
+CommandsDep``); none reaches for the engine."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 
 from wcms.server import csrf
 from wcms.server.core import Core
 from wcms.server.errors import Forbidden, Unauthorized
-from wcms.server.services.accounts import Principal
-from wcms.server.services.audit import Actor
+from wcms.server.services.accounts import SESSION_TTL, Accounts, Principal
+from wcms.server.services.action_policies import ActionPolicies
+from wcms.server.services.activity import Activity
+from wcms.server.services.audit import Actor, AuditLog
+from wcms.server.services.commands import Commands
+from wcms.server.services.enrollment import Enrollment
+from wcms.server.services.files import Files
+from wcms.server.services.history import History
+from wcms.server.services.machines import Machines
+from wcms.server.services.rooms import Rooms
 
 SESSION_COOKIE = "wcms_session"
+
+
+def set_session_cookie(response: Response, request: Request, token: str) -> None:
+    """Give the browser its session; the API's login and the dashboard's both use this.
+
+    SameSite=Lax, not Strict: the dashboard's login is a POST answered by a 303 redirect,
+    and a link from another site (a chat message pointing at /pc/ID) must arrive logged
+    in, which Strict would not allow: it sends no cookie on a navigation that starts
+    elsewhere. Lax still keeps the cookie off cross-site POSTs, and every change carries
+    the session's CSRF token besides (check_csrf, web.deps.checked_form).
+    """
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(SESSION_TTL.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+    )
+
+
+def clear_session_cookie(response: Response) -> None:
+    response.delete_cookie(SESSION_COOKIE)
 
 
 def get_core(request: Request) -> Core:
@@ -21,6 +54,58 @@ def get_core(request: Request) -> Core:
 
 
 CoreDep = Annotated[Core, Depends(get_core)]
+
+
+def _accounts(core: CoreDep) -> Accounts:
+    return core.accounts
+
+
+def _activity(core: CoreDep) -> Activity:
+    return core.activity
+
+
+def _audit(core: CoreDep) -> AuditLog:
+    return core.audit
+
+
+def _commands(core: CoreDep) -> Commands:
+    return core.commands
+
+
+def _enrollment(core: CoreDep) -> Enrollment:
+    return core.enrollment
+
+
+def _files(core: CoreDep) -> Files:
+    return core.files
+
+
+def _history(core: CoreDep) -> History:
+    return core.history
+
+
+def _machines(core: CoreDep) -> Machines:
+    return core.machines
+
+
+def _policies(core: CoreDep) -> ActionPolicies:
+    return core.policies
+
+
+def _rooms(core: CoreDep) -> Rooms:
+    return core.rooms
+
+
+AccountsDep = Annotated[Accounts, Depends(_accounts)]
+ActivityDep = Annotated[Activity, Depends(_activity)]
+AuditDep = Annotated[AuditLog, Depends(_audit)]
+CommandsDep = Annotated[Commands, Depends(_commands)]
+EnrollmentDep = Annotated[Enrollment, Depends(_enrollment)]
+FilesDep = Annotated[Files, Depends(_files)]
+HistoryDep = Annotated[History, Depends(_history)]
+MachinesDep = Annotated[Machines, Depends(_machines)]
+PoliciesDep = Annotated[ActionPolicies, Depends(_policies)]
+RoomsDep = Annotated[Rooms, Depends(_rooms)]
 
 
 def client_ip(request: Request) -> str | None:

@@ -8,7 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Path, Query, Request, Response
 
 from wcms.protocol import FileOut
-from wcms.server.api.deps import Admin, AdminActor, CoreDep
+from wcms.server.api.deps import Admin, AdminActor, FilesDep
 
 router = APIRouter(prefix="/api/files", tags=["files"])
 
@@ -18,7 +18,7 @@ FileId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="File
 @router.post("", response_model=FileOut, status_code=201)
 async def upload_file(
     request: Request,
-    core: CoreDep,
+    files: FilesDep,
     actor: AdminActor,
     name: Annotated[str, Query(min_length=1, max_length=255, description="File name")],
 ) -> FileOut:
@@ -28,36 +28,36 @@ async def upload_file(
     content_type = request.headers.get("content-type")
     if content_type in ("application/octet-stream", "application/x-www-form-urlencoded"):
         content_type = None
-    return await core.files.upload(data, name=name, content_type=content_type, actor=actor)
+    return await files.upload(data, name=name, content_type=content_type, actor=actor)
 
 
 @router.get("", response_model=list[FileOut])
 async def list_files(
-    core: CoreDep,
+    files: FilesDep,
     _: Admin,
     kind: str | None = None,
     machine_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[FileOut]:
     """Newest first; ``kind=screenshot`` and ``machine_id`` narrow the list."""
-    return await core.files.list(kind=kind, machine_id=machine_id, limit=limit)
+    return await files.list(kind=kind, machine_id=machine_id, limit=limit)
 
 
 @router.get("/{file_id}", response_model=FileOut)
-async def get_file(file_id: FileId, core: CoreDep, _: Admin) -> FileOut:
-    return await core.files.meta(file_id)
+async def get_file(file_id: FileId, files: FilesDep, _: Admin) -> FileOut:
+    return await files.meta(file_id)
 
 
 @router.get("/{file_id}/content", response_class=Response)
-async def file_content(file_id: FileId, core: CoreDep, _: Admin) -> Response:
+async def file_content(file_id: FileId, files: FilesDep, _: Admin) -> Response:
     """The file's bytes (a screenshot is ``image/png``)."""
-    meta, data = await core.files.content(file_id)
+    meta, data = await files.content(file_id)
     return file_response(meta, data)
 
 
 @router.delete("/{file_id}", status_code=204)
-async def delete_file(file_id: FileId, core: CoreDep, actor: AdminActor) -> Response:
-    await core.files.delete(file_id, actor=actor)
+async def delete_file(file_id: FileId, files: FilesDep, actor: AdminActor) -> Response:
+    await files.delete(file_id, actor=actor)
     return Response(status_code=204)
 
 

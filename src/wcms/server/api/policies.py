@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from wcms.protocol import ActionPolicyIn, ActionPolicyOut
-from wcms.server.api.deps import Admin, AdminActor, CoreDep
+from wcms.server.api.deps import Admin, AdminActor, PoliciesDep
 
 router = APIRouter(prefix="/api/action-policies", tags=["policies"])
 
@@ -15,20 +15,20 @@ Scope = Annotated[str, Path(max_length=160, description="machine:ID or room:NAME
 
 
 @router.get("", response_model=list[ActionPolicyOut])
-async def list_policies(core: CoreDep, _: Admin) -> list[ActionPolicyOut]:
-    return await core.policies.list()
+async def list_policies(policies: PoliciesDep, _: Admin) -> list[ActionPolicyOut]:
+    return await policies.list()
 
 
 @router.put("/{scope}", response_model=ActionPolicyOut)
 async def put_policy(
-    scope: Scope, body: ActionPolicyIn, core: CoreDep, actor: AdminActor
+    scope: Scope, body: ActionPolicyIn, policies: PoliciesDep, actor: AdminActor
 ) -> ActionPolicyOut:
     """Switch off ``disabled`` command types for a machine (``machine:lab-07``) or a room
     (``room:A101``); new runs there fail at once with the reason."""
-    return await core.policies.put(scope, body, actor=actor)
+    return await policies.put(scope, body, actor=actor)
 
 
 @router.delete("/{scope}", status_code=204)
-async def delete_policy(scope: Scope, core: CoreDep, actor: AdminActor) -> Response:
-    await core.policies.delete(scope, actor=actor)
+async def delete_policy(scope: Scope, policies: PoliciesDep, actor: AdminActor) -> Response:
+    await policies.delete(scope, actor=actor)
     return Response(status_code=204)

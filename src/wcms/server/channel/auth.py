@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from wcms.protocol import ErrorCode
 from wcms.server.api.deps import CoreDep
 from wcms.server.channel.links import HttpLink
 from wcms.server.errors import Unauthorized
@@ -19,7 +20,8 @@ def bearer(headers: Mapping[str, str]) -> str:
     authorization = headers.get("authorization", "")
     if not authorization.lower().startswith("bearer "):
         raise Unauthorized(
-            "agent requests need 'Authorization: Bearer CREDENTIAL'", code="unknown_credential"
+            "agent requests need 'Authorization: Bearer CREDENTIAL'",
+            code=ErrorCode.UNKNOWN_CREDENTIAL,
         )
     return authorization[7:].strip()
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Query, Request
 
 from wcms.protocol import (
     CommandPoll,
+    ErrorCode,
     HeartbeatRequest,
     RegisterRequest,
     RegisterResponse,
@@ -41,7 +42,7 @@ async def register(body: RegisterRequest, request: Request, core: CoreDep) -> Re
         if machine_id != body.machine_id:
             raise Forbidden(
                 f"this credential belongs to machine {machine_id!r}, not {body.machine_id!r}",
-                code="machine_mismatch",
+                code=ErrorCode.MACHINE_MISMATCH,
             )
         await core.enrollment.update_inventory(machine_id, body.inventory, ip)
     return RegisterResponse(

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from wcms.protocol import (
+    CloseCode,
     ErrorFrame,
     HeartbeatFrame,
     HelloFrame,
@@ -20,11 +21,12 @@ from wcms.protocol import (
     ShutdownFrame,
     WelcomeFrame,
     agent_frame,
+    close_code_for_status,
 )
 from wcms.server.channel.auth import bearer, session_of
 from wcms.server.channel.links import WsLink
 from wcms.server.core import Core
-from wcms.server.errors import WcmsError
+from wcms.server.errors import StorageError, WcmsError
 from wcms.server.services.clock import utcnow
 
 router = APIRouter()
@@ -35,6 +37,15 @@ MAX_BAD_FRAMES = 20
 # Run updates being stored for one agent while its connection goes on being read: an
 # agent that reports a start and an end back to back gets both into one database round.
 MAX_UPDATES_IN_FLIGHT = 32
+
+
+class ProtocolError(Exception):
+    """The agent broke the WebSocket protocol; its connection is closed with
+    CloseCode.PROTOCOL_ERROR and ``reason``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
 
 
 @router.websocket("/api/client/ws")
@@ -54,18 +65,28 @@ async def agent_socket(websocket: WebSocket) -> None:
     except WebSocketDisconnect:
         pass
     except TimeoutError:
-        await link.close(4400, "hello_timeout")
+        await link.close(CloseCode.PROTOCOL_ERROR, "hello_timeout")
+    except ProtocolError as exc:
+        log.warning("closing the connection of %s: %s", link.machine_id, exc)
+        await link.close(CloseCode.PROTOCOL_ERROR, exc.reason)
+    except StorageError:
+        # The database failed mid-conversation: the agent reconnects with backoff, and
+        # re-sends what was not acknowledged.
+        await link.close(CloseCode.TRY_AGAIN_LATER, "storage_unavailable")
     finally:
-        await core.presence.detach(link, reason=goodbye)
+        try:
+            await core.presence.detach(link, reason=goodbye)
+        except StorageError:
+            # Not marked offline now; the machine goes offline by its heartbeat timeout
+            # or comes back first.
+            log.warning("presence of %s not stored: the database failed", link.machine_id)
         if goodbye is not None:
-            await link.close(1000, "goodbye")
+            await link.close(CloseCode.NORMAL, "goodbye")
 
 
 async def _converse(core: Core, link: WsLink) -> str | None:
     """Serve one connection; returns the agent's goodbye reason, if it said goodbye."""
-    hello = agent_frame(await asyncio.wait_for(link.websocket.receive_text(), HELLO_TIMEOUT_S))
-    if not isinstance(hello, HelloFrame):
-        raise TimeoutError("first frame was not hello")
+    hello = await _hello(link)
     if hello.inventory is not None:
         ip = link.websocket.client.host if link.websocket.client else None
         await core.enrollment.update_inventory(link.machine_id, hello.inventory, ip)
@@ -88,6 +109,19 @@ async def _converse(core: Core, link: WsLink) -> str | None:
             await asyncio.wait(updates)
 
 
+async def _hello(link: WsLink) -> HelloFrame:
+    """The connection's first frame, which must be a hello; raises TimeoutError when
+    none comes in time, ProtocolError when another frame comes first."""
+    raw = await asyncio.wait_for(link.websocket.receive_text(), HELLO_TIMEOUT_S)
+    try:
+        frame = agent_frame(raw)
+    except ValidationError as exc:
+        raise ProtocolError("hello_expected", _first_error(exc)) from exc
+    if not isinstance(frame, HelloFrame):
+        raise ProtocolError("hello_expected", f"the first frame was {frame.kind!r}, not hello")
+    return frame
+
+
 async def _read_frames(core: Core, link: WsLink, updates: set[asyncio.Task[None]]) -> str | None:
     bad_frames = 0
     while True:
@@ -99,7 +133,7 @@ async def _read_frames(core: Core, link: WsLink, updates: set[asyncio.Task[None]
             bad_frames += 1
             await link.send(ErrorFrame(code="bad_frame", message=_first_error(exc)))
             if bad_frames > MAX_BAD_FRAMES:
-                await link.close(4400, "too_many_bad_frames")
+                await link.close(CloseCode.PROTOCOL_ERROR, "too_many_bad_frames")
                 return None
             continue
         if isinstance(frame, HeartbeatFrame):
@@ -120,14 +154,19 @@ async def _apply(core: Core, link: WsLink, frame: RunUpdateFrame) -> None:
     update = frame.update
     try:
         await core.commands.apply_update(link.machine_id, update)
+    except StorageError:
+        # Not stored (the database failed): drop the connection unacknowledged, so the
+        # agent reconnects and sends the update again.
+        log.warning("run update from %s not stored: the database failed", link.machine_id)
+        await link.close(CloseCode.TRY_AGAIN_LATER, "storage_unavailable")
+        return
     except WcmsError as exc:
         await link.send(ErrorFrame(code=exc.code, message=exc.message))
         return
     except Exception:
-        # Not stored (the database failed): drop the connection unacknowledged, so the
-        # agent reconnects and sends the update again.
+        # Not stored: drop the connection unacknowledged, so the agent re-sends it.
         log.exception("run update from %s not stored", link.machine_id)
-        await link.close(1011, "server_error")
+        await link.close(CloseCode.SERVER_ERROR, "server_error")
         return
     await link.send(RunAckFrame(run_id=update.run_id, attempt=update.attempt, state=update.state))
 
@@ -139,7 +178,7 @@ async def _deny(websocket: WebSocket, exc: WcmsError) -> None:
         await websocket.send_denial_response(JSONResponse(body, status_code=exc.status_code))
     except RuntimeError:
         # The ASGI server cannot send a denial body: close with the code as reason.
-        await websocket.close(code=4000 + exc.status_code, reason=exc.code)
+        await websocket.close(code=close_code_for_status(exc.status_code), reason=exc.code)
 
 
 def _first_error(exc: ValidationError) -> str:

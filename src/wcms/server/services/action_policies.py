@@ -6,27 +6,28 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wcms.protocol import COMMAND_TYPES, ActionPolicyIn, ActionPolicyOut
 from wcms.server.errors import BadRequest, NotFound
 from wcms.server.services.audit import Actor, record
 from wcms.server.services.clock import utcnow
+from wcms.server.store import machines as machine_store
 from wcms.server.store import policies as store
-from wcms.server.store.tables import machines
+from wcms.server.store.engine import Database
+from wcms.server.store.policies import ActionPolicyRecord
 
 _SCOPE = re.compile(r"^(machine|room):[^\x00-\x1f]{1,128}$")
 
 
 class ActionPolicies:
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
     async def list(self) -> list[ActionPolicyOut]:
-        async with self._engine.connect() as conn:
-            rows = await store.all_policies(conn)
-        return [ActionPolicyOut.model_validate(row._mapping) for row in rows]
+        async with self._db.connect() as conn:
+            policies = await store.all_policies(conn)
+        return [policy_out(policy) for policy in policies]
 
     async def put(self, scope: str, body: ActionPolicyIn, *, actor: Actor) -> ActionPolicyOut:
         """Set the command types switched off for ``scope`` (machine:ID or room:NAME)."""
@@ -41,20 +42,27 @@ class ActionPolicies:
                 field="disabled",
                 code="unknown_command_type",
             )
-        disabled = sorted(set(body.disabled))
-        now = utcnow()
-        async with self._engine.begin() as conn:
-            await store.put(conn, scope, disabled, at=now, by=actor.name)
-            await record(conn, actor, "policy.set", target=scope, detail={"disabled": disabled})
-        return ActionPolicyOut(
-            scope=scope, disabled=disabled, updated_at=now, updated_by=actor.name
+        policy = ActionPolicyRecord(
+            scope=scope,
+            disabled=sorted(set(body.disabled)),
+            updated_at=utcnow(),
+            updated_by=actor.name,
         )
+        async with self._db.begin() as conn:
+            await store.put(conn, policy)
+            detail = {"disabled": policy.disabled}
+            await record(conn, actor, "policy.set", target=scope, detail=detail)
+        return policy_out(policy)
 
     async def delete(self, scope: str, *, actor: Actor) -> None:
-        async with self._engine.begin() as conn:
+        async with self._db.begin() as conn:
             if not await store.remove(conn, scope):
                 raise NotFound(f"no action policy for {scope}")
             await record(conn, actor, "policy.delete", target=scope)
+
+
+def policy_out(policy: ActionPolicyRecord) -> ActionPolicyOut:
+    return ActionPolicyOut.model_validate(policy, from_attributes=True)
 
 
 async def refusals(
@@ -63,8 +71,7 @@ async def refusals(
     """Why ``command_type`` may not run on each of ``machine_ids`` that refuses it."""
     if not machine_ids:
         return {}
-    query = select(machines.c.id, machines.c.room).where(machines.c.id.in_(machine_ids))
-    rooms: dict[str, str | None] = {row.id: row.room for row in await conn.execute(query)}
+    rooms = await machine_store.rooms_of(conn, machine_ids)
     scopes = [f"machine:{m}" for m in machine_ids] + [f"room:{r}" for r in rooms.values() if r]
     policies = await store.for_scopes(conn, scopes)
     found: dict[str, str] = {}

@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from wcms.server.store import activity as store
-from wcms.server.store import commands as command_store
+from wcms.server.store.engine import Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,47 +20,29 @@ class Happening:
     command_id: int | None = None
 
 
-async def recent(engine: AsyncEngine, *, limit: int = 30) -> list[Happening]:
-    """The newest ``limit`` presence changes and failed runs, newest first."""
-    async with engine.connect() as conn:
-        presence = await store.recent_presence(conn, limit=limit)
-        failures = await store.recent_failures(conn, limit=limit)
-    items = [
-        Happening(r.at, r.status, r.machine_id, r.hostname or r.machine_id, r.room, r.reason)
-        for r in presence
-    ]
-    items += [
-        Happening(
-            r.finished_at,
-            "command_failed",
-            r.machine_id,
-            r.hostname or r.machine_id,
-            r.room,
-            f"{r.type} #{r.command_id}: {r.state}" + (f" ({r.error[:120]})" if r.error else ""),
-            r.command_id,
-        )
-        for r in failures
-    ]
-    return sorted(items, key=lambda item: item.at, reverse=True)[:limit]
+class Activity:
+    def __init__(self, db: Database) -> None:
+        self._db = db
 
-
-@dataclass(frozen=True, slots=True)
-class MachineRun:
-    """One run on a machine, with the command it belongs to."""
-
-    command_id: int
-    type: str
-    state: str
-    attempt: int
-    exit_code: int | None
-    created_at: datetime
-
-
-async def machine_runs(engine: AsyncEngine, machine_id: str, *, limit: int) -> list[MachineRun]:
-    """The machine's newest runs, newest first: its command history."""
-    async with engine.connect() as conn:
-        rows = await command_store.runs_for_machine(conn, machine_id, limit=limit)
-    return [
-        MachineRun(r.command_id, r.type, r.state, r.attempt, r.exit_code, r.created_at)
-        for r in rows
-    ]
+    async def recent(self, *, limit: int = 30) -> list[Happening]:
+        """The newest ``limit`` presence changes and failed runs, newest first."""
+        async with self._db.connect() as conn:
+            presence = await store.recent_presence(conn, limit=limit)
+            failures = await store.recent_failures(conn, limit=limit)
+        items = [
+            Happening(p.at, p.status, p.machine_id, p.hostname or p.machine_id, p.room, p.reason)
+            for p in presence
+        ]
+        items += [
+            Happening(
+                f.finished_at,
+                "command_failed",
+                f.machine_id,
+                f.hostname or f.machine_id,
+                f.room,
+                f"{f.type} #{f.command_id}: {f.state}" + (f" ({f.error[:120]})" if f.error else ""),
+                f.command_id,
+            )
+            for f in failures
+        ]
+        return sorted(items, key=lambda item: item.at, reverse=True)[:limit]

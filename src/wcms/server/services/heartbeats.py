@@ -6,14 +6,15 @@ import asyncio
 import logging
 from contextlib import suppress
 
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.exc import IntegrityError
 
 from wcms.protocol import StatusReport
 from wcms.server.bus import StatusFeed
+from wcms.server.errors import StorageError
 from wcms.server.services.clock import utcnow
 from wcms.server.store import machines as machine_store
 from wcms.server.store import status as status_store
+from wcms.server.store.engine import Database
 from wcms.server.store.status import StatusRow
 from wcms.server.telemetry import Telemetry
 
@@ -29,14 +30,14 @@ class HeartbeatWriter:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         *,
         interval: float = 0.5,
         batch: int = 5000,
         feed: StatusFeed | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._feed = feed
         self._telemetry = telemetry or Telemetry()
         self._interval = interval
@@ -70,18 +71,23 @@ class HeartbeatWriter:
             return
         batch, self._pending = self._pending, []
         try:
-            async with self._engine.begin() as conn:
-                await status_store.write_batch(conn, batch)
-        except IntegrityError:
-            # A machine was deleted while its heartbeat waited here: drop its rows.
-            batch = await self._known_only(batch)
-            async with self._engine.begin() as conn:
-                await status_store.write_batch(conn, batch)
-        except OperationalError:
-            log.exception("heartbeat batch of %d not written; will retry", len(batch))
+            try:
+                await self._write(batch)
+            except IntegrityError:
+                # A machine was deleted while its heartbeat waited here: drop its rows.
+                batch = await self._known_only(batch)
+                await self._write(batch)
+        except StorageError:
+            # Kept for the next flush (the newest ones, within a bound): the database
+            # may be back by then.
+            log.warning("heartbeat batch of %d not written; will retry", len(batch))
             self._pending[:0] = batch[-self._batch * 4 :]
             return
         self._observe(batch)
+
+    async def _write(self, batch: list[StatusRow]) -> None:
+        async with self._db.begin() as conn:
+            await status_store.write_batch(conn, batch)
 
     def _observe(self, batch: list[StatusRow]) -> None:
         telemetry = self._telemetry
@@ -92,6 +98,6 @@ class HeartbeatWriter:
             observe((now - row[1]).total_seconds())
 
     async def _known_only(self, batch: list[StatusRow]) -> list[StatusRow]:
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             known = set(await machine_store.ids_where(conn))
         return [item for item in batch if item[0] in known]

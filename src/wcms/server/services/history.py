@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
-
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from wcms.protocol.rooms import HistoryRange, StatusHistory
 from wcms.server.errors import NotFound
 from wcms.server.services.clock import utcnow
 from wcms.server.store import history as store
 from wcms.server.store import machines as machine_store
+from wcms.server.store.engine import Database
 
 # Range -> (span, bucket seconds): about 360 points whatever the range.
 RANGES: dict[str, tuple[timedelta, int]] = {
@@ -22,32 +20,30 @@ RANGES: dict[str, tuple[timedelta, int]] = {
 }
 
 
-async def status_history(
-    engine: AsyncEngine, machine_id: str, *, range_: HistoryRange
-) -> StatusHistory:
-    """CPU, RAM and fullest-disk percentages, averaged per bucket over ``range_``."""
-    span, bucket_s = RANGES[range_]
-    async with engine.connect() as conn:
-        if await machine_store.get(conn, machine_id) is None:
-            raise NotFound(f"no machine {machine_id!r}")
-        rows = await store.buckets(conn, machine_id, since=utcnow() - span, bucket_s=bucket_s)
-        disks = await store.disks_of(conn, [row[3] for row in rows])
-    return StatusHistory(
-        machine_id=machine_id,
-        range=range_,
-        bucket_s=bucket_s,
-        t=[int(row[0]) * bucket_s for row in rows],
-        cpu=[_round(row[1]) for row in rows],
-        ram=[_round(row[2]) for row in rows],
-        disk=[_fullest(disks.get(row[3])) for row in rows],
-    )
+class History:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def status(self, machine_id: str, *, range_: HistoryRange) -> StatusHistory:
+        """CPU, RAM and fullest-disk percentages, averaged per bucket over ``range_``."""
+        span, bucket_s = RANGES[range_]
+        async with self._db.connect() as conn:
+            if not await machine_store.exists(conn, machine_id):
+                raise NotFound(f"no machine {machine_id!r}")
+            buckets = await store.buckets(
+                conn, machine_id, since=utcnow() - span, bucket_s=bucket_s
+            )
+            disks = await store.fullest_disks(conn, [b.newest_id for b in buckets])
+        return StatusHistory(
+            machine_id=machine_id,
+            range=range_,
+            bucket_s=bucket_s,
+            t=[b.start_s for b in buckets],
+            cpu=[_round(b.cpu) for b in buckets],
+            ram=[_round(b.ram) for b in buckets],
+            disk=[_round(disks.get(b.newest_id)) for b in buckets],
+        )
 
 
-def _round(value: Any) -> float | None:
-    return round(float(value), 1) if value is not None else None
-
-
-def _fullest(disks: Any) -> float | None:
-    if not disks:
-        return None
-    return round(max(float(d.get("percent", 0)) for d in disks), 1)
+def _round(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None

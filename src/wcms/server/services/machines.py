@@ -6,10 +6,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from wcms.protocol import MachineOut, MachinePatch, PresenceEventOut
+from wcms.protocol import CloseCode, MachineOut, MachinePatch, PresenceEventOut
 from wcms.server.bus import Bus, InProcessBus
 from wcms.server.errors import BadRequest, NotFound
 from wcms.server.services.audit import Actor, record
@@ -17,13 +14,16 @@ from wcms.server.services.clock import utcnow
 from wcms.server.services.presence import Presence
 from wcms.server.store import credentials as cred_store
 from wcms.server.store import machines as store
+from wcms.server.store.engine import Database
+from wcms.server.store.machines import MachineRecord
+from wcms.server.store.records import values
 
 _NAME = re.compile(r"^[\w.@-][\w .@-]{0,127}$")
 
 
 class Machines:
-    def __init__(self, engine: AsyncEngine, presence: Presence, *, bus: Bus | None = None) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, presence: Presence, *, bus: Bus | None = None) -> None:
+        self._db = db
         self._bus = bus or InProcessBus()
         self._presence = presence
 
@@ -35,22 +35,22 @@ class Machines:
         for name, value in (("room", room), ("tag", tag)):
             if value is not None and not _NAME.match(value):
                 raise BadRequest(f"{name} has characters that are not allowed", field=name)
-        async with self._engine.connect() as conn:
-            rows = await store.list_all(conn, room=room, tag=tag, status=status)
-            ids = [row.id for row in rows]
+        async with self._db.connect() as conn:
+            machines = await store.list_all(conn, room=room, tag=tag, status=status)
+            ids = [machine.id for machine in machines]
             tags = await store.tags_for(conn, ids)
             reports = await store.status_for(conn, ids)
-        return [_out(row, tags[row.id], reports.get(row.id), detailed=False) for row in rows]
+        return [_out(m, tags[m.id], reports.get(m.id)) for m in machines]
 
     async def get(self, machine_id: str) -> MachineOut:
-        async with self._engine.connect() as conn:
-            row = await store.get(conn, machine_id)
-            if row is None:
+        async with self._db.connect() as conn:
+            machine = await store.get(conn, machine_id)
+            if machine is None:
                 raise NotFound(f"no machine {machine_id!r}")
             tags = (await store.tags_for(conn, [machine_id]))[machine_id]
             report = (await store.status_for(conn, [machine_id])).get(machine_id)
             revoked = not await cred_store.has_live_credential(conn, machine_id)
-        out = _out(row, tags, report, detailed=True)
+        out = _out(machine, tags, report)
         out.revoked = revoked
         return out
 
@@ -63,12 +63,18 @@ class Machines:
         for tag in changes.get("tags") or []:
             if not _NAME.match(tag) or "," in tag:
                 raise BadRequest(f"tag {tag!r} has characters that are not allowed", field="tags")
-        async with self._engine.begin() as conn:
-            if await store.get(conn, machine_id) is None:
+        async with self._db.begin() as conn:
+            machine = await store.get(conn, machine_id)
+            if machine is None:
                 raise NotFound(f"no machine {machine_id!r}")
-            fields = {k: v for k, v in changes.items() if k in ("room", "seat")}
-            if fields:
-                await store.update_fields(conn, machine_id, {**fields, "updated_at": utcnow()})
+            if "room" in changes or "seat" in changes:
+                await store.set_place(
+                    conn,
+                    machine_id,
+                    room=changes.get("room", machine.room),
+                    seat=changes.get("seat", machine.seat),
+                    at=utcnow(),
+                )
             if "tags" in changes:
                 await store.set_tags(conn, machine_id, changes["tags"] or [])
             await record(conn, actor, "machine.update", target=machine_id, detail=changes)
@@ -76,47 +82,32 @@ class Machines:
         return await self.get(machine_id)
 
     async def delete(self, machine_id: str, *, actor: Actor) -> None:
-        await self._presence.disconnect(machine_id, code=4401, reason="credential_revoked")
-        async with self._engine.begin() as conn:
+        await self._presence.disconnect(
+            machine_id, code=CloseCode.REVOKED, reason="credential_revoked"
+        )
+        async with self._db.begin() as conn:
             if not await store.delete_machine(conn, machine_id):
                 raise NotFound(f"no machine {machine_id!r}")
             await record(conn, actor, "machine.delete", target=machine_id)
         self._bus.publish("machine", {"id": machine_id, "change": "delete"})
 
     async def clear_conflict(self, machine_id: str, *, actor: Actor) -> None:
-        async with self._engine.begin() as conn:
-            if not await store.update_fields(conn, machine_id, {"conflict": None}):
+        async with self._db.begin() as conn:
+            if not await store.set_conflict(conn, machine_id, None):
                 raise NotFound(f"no machine {machine_id!r}")
             await record(conn, actor, "machine.clear_conflict", target=machine_id)
         self._presence.registry.forget_sessions(machine_id)
 
     async def presence_history(self, machine_id: str, *, limit: int) -> list[PresenceEventOut]:
-        async with self._engine.connect() as conn:
-            if await store.get(conn, machine_id) is None:
+        async with self._db.connect() as conn:
+            if not await store.exists(conn, machine_id):
                 raise NotFound(f"no machine {machine_id!r}")
-            rows = await store.presence_history(conn, machine_id, limit=limit)
-        return [PresenceEventOut(status=r.status, reason=r.reason, at=r.at) for r in rows]
+            events = await store.presence_history(conn, machine_id, limit=limit)
+        return [PresenceEventOut.model_validate(e, from_attributes=True) for e in events]
 
 
-def _out(
-    row: Row[Any], tags: Sequence[str], report: dict[str, Any] | None, *, detailed: bool
-) -> MachineOut:
-    return MachineOut(
-        id=row.id,
-        hostname=row.hostname,
-        status=row.status,
-        status_reason=row.status_reason,
-        status_changed_at=row.status_changed_at,
-        last_seen_at=row.last_seen_at,
-        room=row.room,
-        seat=row.seat,
-        tags=list(tags),
-        transport=row.transport,
-        ip=row.ip,
-        os=row.os,
-        agent_version=row.agent_version,
-        inventory=row.inventory if detailed else None,
-        last_status=report,
-        conflict=row.conflict,
-        created_at=row.created_at,
-    )
+# Free-form: ``report`` is the stored JSON of a StatusReport, validated again here.
+def _out(machine: MachineRecord, tags: Sequence[str], report: dict[str, Any] | None) -> MachineOut:
+    """The machine as the API shows it; ``report`` is its latest status (free-form: the
+    stored JSON of a StatusReport, validated again here)."""
+    return MachineOut.model_validate({**values(machine), "tags": list(tags), "last_status": report})

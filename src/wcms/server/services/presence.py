@@ -11,12 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
-from wcms.protocol import Inventory
+from wcms.protocol import CloseCode, ErrorCode
 from wcms.server.bus import Bus, InProcessBus
 from wcms.server.errors import Conflict
 from wcms.server.services.batching import Batcher
@@ -24,14 +21,13 @@ from wcms.server.services.clock import utcnow
 from wcms.server.services.links import AgentLink, LinkRegistry
 from wcms.server.settings import Settings
 from wcms.server.store import machines as machine_store
+from wcms.server.store.engine import Database
+from wcms.server.store.machines import LinkSeen, PresenceChange
 
 log = logging.getLogger("wcms.presence")
 
-CLOSE_DUPLICATE = 4409
-# (machine id, status, reason, at, other machine columns to set)
-_Transition = tuple[str, str, str, datetime, dict[str, Any]]
-CLOSE_REVOKED = 4401
-CLOSE_SILENT = 4408
+# A presence change, and the link that caused it when it is a connection.
+_Transition = tuple[PresenceChange, LinkSeen | None]
 
 
 class Presence:
@@ -39,13 +35,13 @@ class Presence:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        db: Database,
         registry: LinkRegistry,
         settings: Settings,
         *,
         bus: Bus | None = None,
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._bus = bus or InProcessBus()
         self._registry = registry
         self._settings = settings
@@ -77,15 +73,16 @@ class Presence:
                 f"another agent is already connected as machine {link.machine_id!r}; "
                 "each machine needs its own id (cloned disk images share one: give the "
                 "clone its own OS machine id or start its agent with --machine-id)",
-                code="duplicate_machine",
+                code=ErrorCode.DUPLICATE_MACHINE,
             )
         replaced = self._registry.put(link)
         if replaced is not None and not replaced.closed:
-            await replaced.close(CLOSE_DUPLICATE, "replaced")
+            await replaced.close(CloseCode.DUPLICATE, "replaced")
         self._cancel_timer(link.machine_id)
         now = utcnow()
-        fields = {"transport": link.transport, "last_seen_at": now}
-        changed = await self._writes.submit((link.machine_id, "online", "connected", now, fields))
+        change = PresenceChange(link.machine_id, "online", "connected", now)
+        seen = LinkSeen(link.machine_id, link.transport, now)
+        changed = await self._writes.submit((change, seen))
         if changed:
             self._publish(link.machine_id, "online", "connected")
 
@@ -102,24 +99,17 @@ class Presence:
 
     async def mark_offline(self, machine_id: str, reason: str) -> None:
         self._cancel_timer(machine_id)
-        changed = await self._writes.submit((machine_id, "offline", reason, utcnow(), {}))
+        change = PresenceChange(machine_id, "offline", reason, utcnow())
+        changed = await self._writes.submit((change, None))
         if changed:
             log.info("machine %s offline (%s)", machine_id, reason)
             self._publish(machine_id, "offline", reason)
 
     async def _write(self, transitions: list[_Transition]) -> list[bool]:
         """One transaction for every presence change that arrived together."""
-        async with self._engine.begin() as conn:
-            changed = await machine_store.set_presence_many(
-                conn,
-                [
-                    (machine_id, status, reason, at)
-                    for machine_id, status, reason, at, _ in transitions
-                ],
-            )
-            await machine_store.update_many(
-                conn, [(machine_id, fields) for machine_id, *_, fields in transitions if fields]
-            )
+        async with self._db.begin() as conn:
+            changed = await machine_store.set_presence_many(conn, [c for c, _ in transitions])
+            await machine_store.set_links_seen(conn, [s for _, s in transitions if s is not None])
         return changed
 
     async def disconnect(self, machine_id: str, *, code: int, reason: str) -> None:
@@ -130,15 +120,16 @@ class Presence:
             link.closed = True
             await link.close(code, reason)
 
+    # Free-form: what is known of the claimant (session, host name, address, MACs).
     async def flag_conflict(self, machine_id: str, *, claimant: dict[str, Any]) -> None:
         detail = {"detected_at": utcnow().isoformat(), **claimant}
         log.warning("two agents claim machine %s: %s", machine_id, detail)
-        async with self._engine.begin() as conn:
-            await machine_store.update_fields(conn, machine_id, {"conflict": detail})
+        async with self._db.begin() as conn:
+            await machine_store.set_conflict(conn, machine_id, detail)
 
     async def recover_after_restart(self) -> None:
         """Machines the database thinks are online get a grace period to reconnect."""
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             online = await machine_store.online_ids(conn)
         grace = max(self._settings.offline_grace, self._settings.heartbeat_interval)
         for machine_id in online:
@@ -155,7 +146,7 @@ class Presence:
             if now - link.last_message_at > silent_for:
                 self._registry.remove(link)
                 link.closed = True
-                await link.close(CLOSE_SILENT, "heartbeat_timeout")
+                await link.close(CloseCode.SILENT, "heartbeat_timeout")
                 await self.mark_offline(link.machine_id, "heartbeat_timeout")
 
     def _publish(self, machine_id: str, status: str, reason: str) -> None:
@@ -189,18 +180,3 @@ class Presence:
         self._timers.clear()
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
-
-
-def inventory_fields(inventory: Inventory, ip: str | None) -> dict[str, Any]:
-    """Machine columns derived from an agent's inventory."""
-    os_label = inventory.os_pretty or " ".join(
-        part for part in (inventory.os_name, inventory.os_version) if part
-    )
-    return {
-        "hostname": inventory.hostname,
-        "os": os_label[:255],
-        "agent_version": inventory.agent_version,
-        "ip": ip or (inventory.ips[0] if inventory.ips else None),
-        "inventory": inventory.model_dump(mode="json"),
-        "updated_at": utcnow(),
-    }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wcms.protocol.rooms import LayoutUpdate, RoomCreate, RoomLayout, RoomOut, RoomPatch
 from wcms.server.bus import Bus, InProcessBus
@@ -11,50 +11,54 @@ from wcms.server.errors import BadRequest, Conflict, NotFound
 from wcms.server.services.audit import Actor, record
 from wcms.server.services.clock import utcnow
 from wcms.server.store import rooms as store
+from wcms.server.store.engine import Database
+from wcms.server.store.rooms import NewRoom, Occupancy, Placement, RoomRecord
 
 DEFAULT_ROWS = 5
 DEFAULT_COLS = 8
+_EMPTY = Occupancy(machines=0, online=0)
 
 
 class Rooms:
-    def __init__(self, engine: AsyncEngine, *, bus: Bus | None = None) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, *, bus: Bus | None = None) -> None:
+        self._db = db
         self._bus = bus or InProcessBus()
 
     async def list_rooms(self) -> list[RoomOut]:
         """Every created room, and every room a machine names, with machine counts."""
-        async with self._engine.connect() as conn:
-            rows = await store.list_rooms(conn)
+        async with self._db.connect() as conn:
+            created = await store.list_rooms(conn)
             counts = await store.counts(conn)
-        out = {r.name: RoomOut(name=r.name, rows=r.rows, cols=r.cols) for r in rows}
-        for name, (total, online) in counts.items():
+        out = {room.name: room_out(room) for room in created}
+        for name, occupancy in counts.items():
             if name is None:
                 continue
             room = out.setdefault(
                 name, RoomOut(name=name, rows=DEFAULT_ROWS, cols=DEFAULT_COLS, defined=False)
             )
-            room.machines, room.online = total, online
+            room.machines, room.online = occupancy.machines, occupancy.online
         return sorted(out.values(), key=lambda room: room.name.casefold())
 
     async def unplaced(self) -> tuple[int, int]:
         """(machines, online) of the machines in no room."""
-        async with self._engine.connect() as conn:
-            return (await store.counts(conn)).get(None, (0, 0))
+        async with self._db.connect() as conn:
+            unplaced = (await store.counts(conn)).get(None, _EMPTY)
+        return unplaced.machines, unplaced.online
 
     async def layout(self, name: str) -> RoomLayout:
-        async with self._engine.connect() as conn:
+        async with self._db.connect() as conn:
             room = await _room(conn, name)
             seats = await store.placements(conn, name)
-            total, online = (await store.counts(conn)).get(name, (0, 0))
-        room.machines, room.online = total, online
+            occupancy = (await store.counts(conn)).get(name, _EMPTY)
+        room.machines, room.online = occupancy.machines, occupancy.online
         return RoomLayout(room=room, seats=seats)
 
     async def create(self, body: RoomCreate, *, actor: Actor) -> RoomOut:
         try:
-            async with self._engine.begin() as conn:
-                values = body.model_dump()
-                await store.create(conn, {**values, "created_at": utcnow()})
-                await record(conn, actor, "room.create", target=body.name, detail=values)
+            async with self._db.begin() as conn:
+                room = NewRoom(name=body.name, rows=body.rows, cols=body.cols, created_at=utcnow())
+                await store.create(conn, room)
+                await record(conn, actor, "room.create", target=body.name, detail=body.model_dump())
         except IntegrityError as exc:
             raise Conflict(f"room {body.name!r} already exists", field="name") from exc
         self._bus.publish("layout", {"room": body.name})
@@ -63,30 +67,31 @@ class Rooms:
     async def update(self, name: str, patch: RoomPatch, *, actor: Actor) -> RoomOut:
         """Rename or resize a room; machines whose seat falls off a smaller grid go back
         to the room's tray."""
-        changes = patch.model_dump(exclude_none=True)
-        async with self._engine.begin() as conn:
+        async with self._db.begin() as conn:
             room = await _defined_room(conn, name)
-            new_name = changes.get("name", name)
+            new_name = patch.name or name
+            rows, cols = patch.rows or room.rows, patch.cols or room.cols
             if new_name != name and await store.get(conn, new_name) is not None:
                 raise Conflict(f"room {new_name!r} already exists", field="name")
-            await store.update_room(conn, name, changes)
+            await store.update_room(conn, name, new_name=new_name, rows=rows, cols=cols)
             if new_name != name:
                 await store.rename_machines_room(conn, name, new_name)
-            rows, cols = changes.get("rows", room.rows), changes.get("cols", room.cols)
             seats = await store.placements(conn, new_name)
-            off_grid = [m for m, seat in seats.items() if seat and not _on_grid(seat, rows, cols)]
             now = utcnow()
-            await store.place(
-                conn,
-                [{"m_id": m, "m_room": new_name, "m_seat": None, "m_at": now} for m in off_grid],
-            )
-            await record(conn, actor, "room.update", target=name, detail=changes)
+            off_grid = [
+                Placement(machine_id=m, room=new_name, seat=None, at=now)
+                for m, seat in seats.items()
+                if seat and not _on_grid(seat, rows, cols)
+            ]
+            await store.place(conn, off_grid)
+            detail = patch.model_dump(exclude_none=True)
+            await record(conn, actor, "room.update", target=name, detail=detail)
         self._bus.publish("layout", {"room": new_name, "renamed_from": name})
         return RoomOut(name=new_name, rows=rows, cols=cols)
 
     async def delete(self, name: str, *, actor: Actor) -> None:
         """Remove a room; its machines go to the unplaced tray."""
-        async with self._engine.begin() as conn:
+        async with self._db.begin() as conn:
             deleted = await store.delete_room(conn, name)
             moved = await store.placements(conn, name)
             if not deleted and not moved:
@@ -104,13 +109,8 @@ class Rooms:
            end up on one seat.
         3. All placements are written in one transaction, and watchers are told.
         """
-        async with self._engine.begin() as conn:
-            room = await _room(conn, name)
-            if not room.defined:
-                await store.create(
-                    conn,
-                    {"name": name, "rows": room.rows, "cols": room.cols, "created_at": utcnow()},
-                )
+        async with self._db.begin() as conn:
+            room = await _defined_room(conn, name)
             ids = list(body.seats)
             missing = sorted(set(ids) - await store.existing_ids(conn, ids))
             if missing:
@@ -121,30 +121,36 @@ class Rooms:
                 final[machine_id] = seat
             _refuse_shared_seats(final)
             now = utcnow()
-            rows = [
-                {"m_id": m, "m_room": name if s else None, "m_seat": s, "m_at": now}
+            placed = [
+                Placement(machine_id=m, room=name if s else None, seat=s, at=now)
                 for m, s in body.seats.items()
             ]
-            await store.place(conn, rows)
-            await record(conn, actor, "room.layout", target=name, detail={"placed": len(rows)})
+            await store.place(conn, placed)
+            await record(conn, actor, "room.layout", target=name, detail={"placed": len(placed)})
         self._bus.publish("layout", {"room": name})
         return await self.layout(name)
 
 
+def room_out(room: RoomRecord) -> RoomOut:
+    return RoomOut.model_validate(room, from_attributes=True)
+
+
 async def _room(conn: AsyncConnection, name: str) -> RoomOut:
-    row = await store.get(conn, name)
-    if row is not None:
-        return RoomOut(name=row.name, rows=row.rows, cols=row.cols)
+    """Room ``name``; one that only machines name has the default grid."""
+    created = await store.get(conn, name)
+    if created is not None:
+        return room_out(created)
     if name in (await store.counts(conn)):
         return RoomOut(name=name, rows=DEFAULT_ROWS, cols=DEFAULT_COLS, defined=False)
     raise NotFound(f"no room {name!r}")
 
 
 async def _defined_room(conn: AsyncConnection, name: str) -> RoomOut:
+    """Room ``name``, created with the default grid if only machines named it."""
     room = await _room(conn, name)
     if not room.defined:
         await store.create(
-            conn, {"name": name, "rows": room.rows, "cols": room.cols, "created_at": utcnow()}
+            conn, NewRoom(name=name, rows=room.rows, cols=room.cols, created_at=utcnow())
         )
     return room
 

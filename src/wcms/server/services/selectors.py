@@ -35,7 +35,9 @@ async def resolve_request(conn: AsyncConnection, request: CommandCreate) -> list
     known = set(await machine_store.ids_where(conn)) if len(targets) > 50 else None
     for machine_id in targets:
         exists = (
-            machine_id in known if known is not None else await machine_store.get(conn, machine_id)
+            machine_id in known
+            if known is not None
+            else await machine_store.exists(conn, machine_id)
         )
         if not exists:
             raise NotFound(f"no machine {machine_id!r}", field="targets", code="unknown_machine")
@@ -58,6 +60,6 @@ async def _resolve_term(conn: AsyncConnection, term: str) -> list[str]:
         if kind == "room":
             return await machine_store.ids_where(conn, room=name)
         return await machine_store.ids_where(conn, tag=name)
-    if await machine_store.get(conn, term) is not None:
+    if await machine_store.exists(conn, term):
         return [term]
     return await machine_store.ids_by_hostname(conn, term)

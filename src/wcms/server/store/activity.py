@@ -2,18 +2,46 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wcms.protocol.commands import RunState
+from wcms.server.store.records import mapper
 from wcms.server.store.tables import command_runs, commands, machines, presence_events
 
-FAILED = ("failed", "timed_out", "expired")
+FAILED = (RunState.FAILED.value, RunState.TIMED_OUT.value, RunState.EXPIRED.value)
 
 
-async def recent_presence(conn: AsyncConnection, *, limit: int) -> Sequence[Any]:
+@dataclass(frozen=True, slots=True)
+class PresenceHappening:
+    machine_id: str
+    hostname: str | None
+    room: str | None
+    status: str
+    reason: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class FailedRun:
+    machine_id: str
+    hostname: str | None
+    room: str | None
+    command_id: int
+    type: str
+    state: str
+    error: str | None
+    finished_at: datetime
+
+
+_presence = mapper(PresenceHappening)
+_failed = mapper(FailedRun)
+
+
+async def recent_presence(conn: AsyncConnection, *, limit: int) -> list[PresenceHappening]:
     query = (
         select(
             presence_events.c.machine_id,
@@ -27,10 +55,10 @@ async def recent_presence(conn: AsyncConnection, *, limit: int) -> Sequence[Any]
         .order_by(presence_events.c.id.desc())
         .limit(limit)
     )
-    return (await conn.execute(query)).all()
+    return [_presence(row) for row in await conn.execute(query)]
 
 
-async def recent_failures(conn: AsyncConnection, *, limit: int) -> Sequence[Any]:
+async def recent_failures(conn: AsyncConnection, *, limit: int) -> list[FailedRun]:
     query = (
         select(
             command_runs.c.machine_id,
@@ -48,4 +76,4 @@ async def recent_failures(conn: AsyncConnection, *, limit: int) -> Sequence[Any]
         .order_by(command_runs.c.finished_at.desc())
         .limit(limit)
     )
-    return (await conn.execute(query)).all()
+    return [_failed(row) for row in await conn.execute(query)]

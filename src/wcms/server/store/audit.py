@@ -2,23 +2,52 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wcms.server.store.records import columns, mapper, values
 from wcms.server.store.tables import audit_log
 
 
-async def append(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(insert(audit_log).values(**values))
+@dataclass(frozen=True, slots=True)
+class NewAuditEntry:
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    # Free-form: what each action chooses to record about itself, as JSON.
+    detail: dict[str, Any] | None
+    ip: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    target: str | None
+    # Free-form: what each action chose to record about itself, as JSON.
+    detail: dict[str, Any] | None
+    ip: str | None
+
+
+_entry = mapper(AuditEntry)
+
+
+async def append(conn: AsyncConnection, entry: NewAuditEntry) -> None:
+    await conn.execute(insert(audit_log).values(**values(entry)))
 
 
 async def recent(
     conn: AsyncConnection, *, limit: int = 100, action: str | None = None
-) -> Sequence[Row[Any]]:
-    query = select(audit_log).order_by(audit_log.c.id.desc()).limit(limit)
+) -> list[AuditEntry]:
+    """The newest entries first, of one ``action`` when given."""
+    query = select(*columns(audit_log, AuditEntry)).order_by(audit_log.c.id.desc()).limit(limit)
     if action is not None:
         query = query.where(audit_log.c.action == action)
-    return (await conn.execute(query)).all()
+    return [_entry(row) for row in await conn.execute(query)]

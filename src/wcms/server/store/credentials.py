@@ -2,30 +2,88 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wcms.server.store.records import columns, mapper, values
 from wcms.server.store.tables import agent_credentials, enrollment_tokens
 
 
-async def create_token(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(insert(enrollment_tokens).values(**values))
+@dataclass(frozen=True, slots=True)
+class EnrollTokenRecord:
+    id: str
+    secret_hash: str
+    uses_allowed: int
+    uses_count: int
+    expires_at: datetime
+    created_at: datetime
+    created_by: str | None
+    note: str | None
+    revoked_at: datetime | None
+    room: str | None
 
 
-async def get_token(conn: AsyncConnection, token_id: str) -> Row[Any] | None:
-    result = await conn.execute(select(enrollment_tokens).where(enrollment_tokens.c.id == token_id))
-    return result.first()
+@dataclass(frozen=True, slots=True)
+class NewEnrollToken:
+    """A token for ``uses_allowed`` enrolments; machines it enrols start in ``room``."""
+
+    id: str
+    secret_hash: str
+    uses_allowed: int
+    expires_at: datetime
+    created_at: datetime
+    created_by: str | None
+    note: str | None
+    room: str | None
 
 
-async def list_tokens(conn: AsyncConnection) -> Sequence[Row[Any]]:
+@dataclass(frozen=True, slots=True)
+class CredentialRecord:
+    id: str
+    machine_id: str
+    secret_hash: str
+    created_at: datetime
+    revoked_at: datetime | None
+    revoke_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NewCredential:
+    id: str
+    machine_id: str
+    secret_hash: str
+    created_at: datetime
+
+
+_token = mapper(EnrollTokenRecord)
+_credential = mapper(CredentialRecord)
+
+
+async def create_token(conn: AsyncConnection, token: NewEnrollToken) -> None:
+    await conn.execute(insert(enrollment_tokens).values(uses_count=0, **values(token)))
+
+
+async def get_token(conn: AsyncConnection, token_id: str) -> EnrollTokenRecord | None:
     result = await conn.execute(
-        select(enrollment_tokens).order_by(enrollment_tokens.c.created_at.desc())
+        select(*columns(enrollment_tokens, EnrollTokenRecord)).where(
+            enrollment_tokens.c.id == token_id
+        )
     )
-    return result.all()
+    row = result.first()
+    return _token(row) if row is not None else None
+
+
+async def list_tokens(conn: AsyncConnection) -> list[EnrollTokenRecord]:
+    result = await conn.execute(
+        select(*columns(enrollment_tokens, EnrollTokenRecord)).order_by(
+            enrollment_tokens.c.created_at.desc()
+        )
+    )
+    return [_token(row) for row in result]
 
 
 async def consume_token(conn: AsyncConnection, token_id: str, *, now: datetime) -> bool:
@@ -52,25 +110,30 @@ async def revoke_token(conn: AsyncConnection, token_id: str, *, now: datetime) -
     return result.rowcount
 
 
-async def create_credential(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(insert(agent_credentials).values(**values))
+async def create_credential(conn: AsyncConnection, credential: NewCredential) -> None:
+    await conn.execute(insert(agent_credentials).values(**values(credential)))
 
 
-async def get_credential(conn: AsyncConnection, credential_id: str) -> Row[Any] | None:
+async def get_credential(conn: AsyncConnection, credential_id: str) -> CredentialRecord | None:
     result = await conn.execute(
-        select(agent_credentials).where(agent_credentials.c.id == credential_id)
+        select(*columns(agent_credentials, CredentialRecord)).where(
+            agent_credentials.c.id == credential_id
+        )
     )
-    return result.first()
+    row = result.first()
+    return _credential(row) if row is not None else None
 
 
 async def get_credentials(
     conn: AsyncConnection, credential_ids: Iterable[str]
-) -> dict[str, Row[Any]]:
+) -> dict[str, CredentialRecord]:
     """Several credentials in one query, by id."""
     result = await conn.execute(
-        select(agent_credentials).where(agent_credentials.c.id.in_(list(credential_ids)))
+        select(*columns(agent_credentials, CredentialRecord)).where(
+            agent_credentials.c.id.in_(list(credential_ids))
+        )
     )
-    return {row.id: row for row in result}
+    return {record.id: record for record in map(_credential, result)}
 
 
 async def revoke_credentials(

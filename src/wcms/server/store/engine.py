@@ -1,12 +1,27 @@
-"""Database engine set-up for SQLite (default) and PostgreSQL."""
+"""Database engine set-up for SQLite (default) and PostgreSQL, and the one door to it.
+
+Services reach the database only through :class:`Database`: its transactions turn a
+driver's failure (the server went away, the disk is full, a lock timed out) into
+:class:`~wcms.server.errors.StorageError` at this boundary, so no layer above the store
+sees a driver exception. An ``IntegrityError`` passes through unchanged: it is a fact
+about the data (a name already taken), which the service that caused it translates.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from wcms.server.errors import StorageError
+
+log = logging.getLogger("wcms.store")
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -34,3 +49,43 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+class Database:
+    """The engine behind every service, with driver errors translated on the way out."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed when the block ends, rolled back if it raises."""
+        with _translated():
+            async with self.engine.begin() as conn:
+                yield conn
+
+    @asynccontextmanager
+    async def connect(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads."""
+        with _translated():
+            async with self.engine.connect() as conn:
+                yield conn
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    """Driver errors out as StorageError; an IntegrityError as it is."""
+    try:
+        yield
+    except IntegrityError:
+        raise
+    except DBAPIError as exc:
+        log.error("database error: %s", exc.orig)
+        raise StorageError("the database failed; nothing was changed") from exc

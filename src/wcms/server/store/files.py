@@ -2,24 +2,49 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import Row, delete, insert, select
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wcms.server.store.records import columns, mapper, values
 from wcms.server.store.tables import files
 
-# Every column but the content, for listings.
-_META = [c for c in files.c if c.name != "content"]
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    """A file's metadata; its content is read on its own, only when it is sent."""
+
+    id: str
+    kind: str
+    name: str
+    content_type: str
+    size: int
+    sha256: str
+    machine_id: str | None
+    run_id: int | None
+    created_at: datetime
+    created_by: str | None
 
 
-async def add(conn: AsyncConnection, values: dict[str, Any]) -> None:
-    await conn.execute(insert(files).values(**values))
+@dataclass(frozen=True, slots=True)
+class NewFile:
+    meta: FileRecord
+    content: bytes
 
 
-async def get(conn: AsyncConnection, file_id: str) -> Row[Any] | None:
-    return (await conn.execute(select(*_META).where(files.c.id == file_id))).first()
+_file = mapper(FileRecord)
+
+
+async def add(conn: AsyncConnection, file: NewFile) -> None:
+    await conn.execute(insert(files).values(content=file.content, **values(file.meta)))
+
+
+async def get(conn: AsyncConnection, file_id: str) -> FileRecord | None:
+    result = await conn.execute(select(*columns(files, FileRecord)).where(files.c.id == file_id))
+    row = result.first()
+    return _file(row) if row is not None else None
 
 
 async def content(conn: AsyncConnection, file_id: str) -> bytes | None:
@@ -29,13 +54,17 @@ async def content(conn: AsyncConnection, file_id: str) -> bytes | None:
 
 async def list_files(
     conn: AsyncConnection, *, kind: str | None, machine_id: str | None, limit: int
-) -> Sequence[Row[Any]]:
-    query = select(*_META).order_by(files.c.created_at.desc(), files.c.id).limit(limit)
+) -> list[FileRecord]:
+    query = (
+        select(*columns(files, FileRecord))
+        .order_by(files.c.created_at.desc(), files.c.id)
+        .limit(limit)
+    )
     if kind is not None:
         query = query.where(files.c.kind == kind)
     if machine_id is not None:
         query = query.where(files.c.machine_id == machine_id)
-    return (await conn.execute(query)).all()
+    return [_file(row) for row in await conn.execute(query)]
 
 
 async def remove(conn: AsyncConnection, file_id: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,10 +13,20 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wcms.server.store.tables import status_history
 
 
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """The averages of one time bucket, and the newest history row in it."""
+
+    start_s: int
+    cpu: float | None
+    ram: float | None
+    newest_id: int
+
+
 async def buckets(
     conn: AsyncConnection, machine_id: str, *, since: datetime, bucket_s: int
-) -> Sequence[Any]:
-    """Rows of (bucket, avg cpu, avg ram percent, newest row id) from ``since`` on."""
+) -> list[Bucket]:
+    """The machine's buckets of ``bucket_s`` seconds from ``since`` on, oldest first."""
     column = status_history.c.at
     if conn.dialect.name == "sqlite":
         epoch: Any = cast(func.strftime("%s", column), Integer)
@@ -34,13 +45,29 @@ async def buckets(
         .group_by(bucket)
         .order_by(bucket)
     )
-    return (await conn.execute(query)).all()
+    return [
+        Bucket(
+            int(number) * bucket_s,
+            float(cpu) if cpu is not None else None,
+            float(ram) if ram is not None else None,
+            int(newest),
+        )
+        for number, cpu, ram, newest in await conn.execute(query)
+    ]
 
 
-async def disks_of(conn: AsyncConnection, row_ids: Sequence[int]) -> dict[int, Any]:
+async def fullest_disks(conn: AsyncConnection, row_ids: Sequence[int]) -> dict[int, float | None]:
+    """The percentage of the fullest disk in each history row."""
     if not row_ids:
         return {}
     result = await conn.execute(
         select(status_history.c.id, status_history.c.disks).where(status_history.c.id.in_(row_ids))
     )
-    return {row_id: disks for row_id, disks in result}
+    return {row_id: _fullest(disks) for row_id, disks in result}
+
+
+# Free-form: the stored JSON of a heartbeat's DiskUsage list.
+def _fullest(disks: list[dict[str, Any]] | None) -> float | None:
+    if not disks:
+        return None
+    return max(float(d.get("percent", 0)) for d in disks)

@@ -2,22 +2,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wcms.server.store.records import columns, mapper, values
 from wcms.server.store.tables import action_policies
 
 
-async def all_policies(conn: AsyncConnection) -> Sequence[Row[Any]]:
-    query = select(action_policies).order_by(action_policies.c.scope)
-    return (await conn.execute(query)).all()
+@dataclass(frozen=True, slots=True)
+class ActionPolicyRecord:
+    """The command types switched off for ``scope`` ("machine:ID" or "room:NAME")."""
+
+    scope: str
+    disabled: list[str]
+    updated_at: datetime
+    updated_by: str | None
+
+
+_policy = mapper(ActionPolicyRecord)
+
+
+async def all_policies(conn: AsyncConnection) -> list[ActionPolicyRecord]:
+    query = select(*columns(action_policies, ActionPolicyRecord)).order_by(action_policies.c.scope)
+    return [_policy(row) for row in await conn.execute(query)]
 
 
 async def for_scopes(conn: AsyncConnection, scopes: Iterable[str]) -> dict[str, list[str]]:
+    """The command types switched off, by scope, for those of ``scopes`` that have any."""
     wanted = list(set(scopes))
     if not wanted:
         return {}
@@ -29,15 +44,14 @@ async def for_scopes(conn: AsyncConnection, scopes: Iterable[str]) -> dict[str, 
     return {scope: list(disabled) for scope, disabled in rows}
 
 
-async def put(
-    conn: AsyncConnection, scope: str, disabled: list[str], *, at: datetime, by: str
-) -> None:
-    values = {"disabled": disabled, "updated_at": at, "updated_by": by}
+async def put(conn: AsyncConnection, policy: ActionPolicyRecord) -> None:
+    """Create or replace the policy of ``policy.scope``."""
+    fields = values(policy, skip=("scope",))
     result = await conn.execute(
-        update(action_policies).where(action_policies.c.scope == scope).values(**values)
+        update(action_policies).where(action_policies.c.scope == policy.scope).values(**fields)
     )
     if result.rowcount == 0:
-        await conn.execute(insert(action_policies).values(scope=scope, **values))
+        await conn.execute(insert(action_policies).values(**values(policy)))
 
 
 async def remove(conn: AsyncConnection, scope: str) -> int:

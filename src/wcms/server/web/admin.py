@@ -9,9 +9,11 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from starlette.responses import RedirectResponse, Response
 
-from wcms.server.api.deps import CoreDep
+from wcms.server.api.deps import AccountsDep, AuditDep, EnrollmentDep, RoomsDep
 from wcms.server.errors import BadRequest
-from wcms.server.store import audit as audit_store
+from wcms.server.services.accounts import Principal
+from wcms.server.services.enrollment import Enrollment
+from wcms.server.services.rooms import Rooms
 from wcms.server.web.deps import CheckedForm, WebActor, WebUser
 from wcms.server.web.render import render
 
@@ -24,72 +26,80 @@ _ACTION = re.compile(r"^[a-z_.]{1,64}$")
 
 @router.get("/audit")
 async def audit_page(
-    request: Request, core: CoreDep, user: WebUser, action: str | None = None
+    request: Request, audit: AuditDep, user: WebUser, action: str | None = None
 ) -> Response:
     chosen = action if action and _ACTION.match(action) else None
-    async with core.engine.connect() as conn:
-        rows = await audit_store.recent(conn, limit=300, action=chosen)
+    entries = await audit.recent(limit=300, action=chosen)
     return render(
-        request, "audit.html", title="Audit log", user=user, rows=rows, action=chosen or ""
+        request, "audit.html", title="Audit log", user=user, rows=entries, action=chosen or ""
     )
 
 
 @router.get("/settings/users")
-async def users_page(request: Request, core: CoreDep, user: WebUser) -> Response:
-    users = await core.accounts.list_users()
+async def users_page(request: Request, accounts: AccountsDep, user: WebUser) -> Response:
+    users = await accounts.list_users()
     return render(request, "settings/users.html", title="Users", user=user, users=users)
 
 
 @router.post("/settings/users")
-async def create_user(core: CoreDep, actor: WebActor, form: CheckedForm) -> Response:
-    await core.accounts.create_user(
+async def create_user(accounts: AccountsDep, actor: WebActor, form: CheckedForm) -> Response:
+    await accounts.create_user(
         str(form.get("username") or ""), str(form.get("password") or ""), actor=actor
     )
     return RedirectResponse("/settings/users", status_code=303)
 
 
 @router.post("/settings/users/password")
-async def change_password(core: CoreDep, actor: WebActor, form: CheckedForm) -> Response:
-    await core.accounts.set_password(
+async def change_password(accounts: AccountsDep, actor: WebActor, form: CheckedForm) -> Response:
+    await accounts.set_password(
         str(form.get("username") or ""), str(form.get("password") or ""), actor=actor
     )
     return RedirectResponse("/settings/users", status_code=303)
 
 
 @router.get("/settings/api-keys")
-async def keys_page(request: Request, core: CoreDep, user: WebUser) -> Response:
-    keys = await core.accounts.list_api_keys()
+async def keys_page(request: Request, accounts: AccountsDep, user: WebUser) -> Response:
+    keys = await accounts.list_api_keys()
     return render(request, "settings/keys.html", title="API keys", user=user, keys=keys)
 
 
 @router.post("/settings/api-keys")
 async def create_key(
-    request: Request, core: CoreDep, user: WebUser, actor: WebActor, form: CheckedForm
+    request: Request, accounts: AccountsDep, user: WebUser, actor: WebActor, form: CheckedForm
 ) -> Response:
     name = str(form.get("name") or "").strip()
     if not 1 <= len(name) <= 100:
         raise BadRequest("name: give a name of 1 to 100 characters", field="name")
-    _, key = await core.accounts.create_api_key(name, actor=actor)
-    keys = await core.accounts.list_api_keys()
+    _, key = await accounts.create_api_key(name, actor=actor)
+    keys = await accounts.list_api_keys()
     return render(
         request, "settings/keys.html", title="API keys", user=user, keys=keys, new_key=key
     )
 
 
 @router.post("/settings/api-keys/{key_id}/revoke")
-async def revoke_key(key_id: TokenId, core: CoreDep, actor: WebActor, _: CheckedForm) -> Response:
-    await core.accounts.revoke_api_key(key_id, actor=actor)
+async def revoke_key(
+    key_id: TokenId, accounts: AccountsDep, actor: WebActor, _: CheckedForm
+) -> Response:
+    await accounts.revoke_api_key(key_id, actor=actor)
     return RedirectResponse("/settings/api-keys", status_code=303)
 
 
 @router.get("/settings/enroll-tokens")
-async def tokens_page(request: Request, core: CoreDep, user: WebUser) -> Response:
-    return await _tokens(request, core, user)
+async def tokens_page(
+    request: Request, enrollment: EnrollmentDep, rooms: RoomsDep, user: WebUser
+) -> Response:
+    return await _tokens(request, enrollment, rooms, user)
 
 
 @router.post("/settings/enroll-tokens")
-async def create_token(
-    request: Request, core: CoreDep, user: WebUser, actor: WebActor, form: CheckedForm
+async def create_token(  # six parameters, each filled in by FastAPI
+    request: Request,
+    enrollment: EnrollmentDep,
+    rooms: RoomsDep,
+    user: WebUser,
+    actor: WebActor,
+    form: CheckedForm,
 ) -> Response:
     uses = _number(form.get("uses"), "uses", 1, 100000, default=1)
     hours = _number(form.get("hours"), "hours", 0.1, 24 * 365, default=24)
@@ -97,34 +107,38 @@ async def create_token(
     if room is not None and not _ROOM.match(room):
         raise BadRequest("room: letters, digits, spaces and . _ @ - only", field="room")
     note = str(form.get("note") or "").strip()[:200] or None
-    _, token = await core.enrollment.create_token(
+    _, token = await enrollment.create_token(
         uses=int(uses), ttl_s=hours * 3600, note=note, actor=actor, room=room
     )
     server = str(request.base_url).rstrip("/")
-    return await _tokens(request, core, user, new=install_commands(server, token))
+    new = install_commands(server, token)
+    return await _tokens(request, enrollment, rooms, user, new=new)
 
 
 async def _tokens(
-    request: Request, core: CoreDep, user: WebUser, new: dict[str, str] | None = None
+    request: Request,
+    enrollment: Enrollment,
+    rooms: Rooms,
+    user: Principal,
+    *,
+    new: dict[str, str] | None = None,
 ) -> Response:
-    tokens = await core.enrollment.list_tokens()
-    rooms = await core.rooms.list_rooms()
     return render(
         request,
         "settings/tokens.html",
         title="Enrollment tokens",
         user=user,
-        tokens=tokens,
-        rooms=rooms,
+        tokens=await enrollment.list_tokens(),
+        rooms=await rooms.list_rooms(),
         new=new,
     )
 
 
 @router.post("/settings/enroll-tokens/{token_id}/revoke")
 async def revoke_token(
-    token_id: TokenId, core: CoreDep, actor: WebActor, _: CheckedForm
+    token_id: TokenId, enrollment: EnrollmentDep, actor: WebActor, _: CheckedForm
 ) -> Response:
-    await core.enrollment.revoke_token(token_id, actor=actor)
+    await enrollment.revoke_token(token_id, actor=actor)
     return RedirectResponse("/settings/enroll-tokens", status_code=303)
 
 

@@ -5,9 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from starlette.responses import RedirectResponse, Response
 
-from wcms.server.api.deps import SESSION_COOKIE, CoreDep, client_ip
+from wcms.server.api.deps import (
+    SESSION_COOKIE,
+    AccountsDep,
+    CoreDep,
+    clear_session_cookie,
+    client_ip,
+    set_session_cookie,
+)
 from wcms.server.errors import TooManyRequests, Unauthorized
-from wcms.server.services.accounts import SESSION_TTL
 from wcms.server.web.deps import CheckedForm
 from wcms.server.web.i18n import COOKIE, LANGUAGES, negotiate, translator
 from wcms.server.web.render import LOGIN_NONCE_COOKIE, render
@@ -28,7 +34,9 @@ async def login_page(request: Request, next: str = "/") -> Response:
 
 
 @router.post("/login")
-async def login(request: Request, core: CoreDep, form: CheckedForm) -> Response:
+async def login(
+    request: Request, core: CoreDep, accounts: AccountsDep, form: CheckedForm
+) -> Response:
     username = str(form.get("username") or "")[:64]
     password = str(form.get("password") or "")
     target = safe_next(form.get("next"))
@@ -36,7 +44,7 @@ async def login(request: Request, core: CoreDep, form: CheckedForm) -> Response:
         core.login_throttle.check(ip=client_ip(request), username=username)
         if not username or not password:
             raise Unauthorized("missing", code="bad_login")
-        token = await core.accounts.login(username, password, ip=client_ip(request))
+        token = await accounts.login(username, password, ip=client_ip(request))
     except (Unauthorized, TooManyRequests) as exc:
         _ = translator(negotiate(request))
         message = (
@@ -52,25 +60,18 @@ async def login(request: Request, core: CoreDep, form: CheckedForm) -> Response:
             next=target,
         )
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=int(SESSION_TTL.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
+    set_session_cookie(response, request, token)
     response.delete_cookie(LOGIN_NONCE_COOKIE)
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request, core: CoreDep, _: CheckedForm) -> Response:
+async def logout(request: Request, accounts: AccountsDep, _: CheckedForm) -> Response:
     token = request.cookies.get(SESSION_COOKIE)
     if token:
-        await core.accounts.logout(token)
+        await accounts.logout(token)
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
+    clear_session_cookie(response)
     return response
 
 

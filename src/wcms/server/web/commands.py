@@ -11,9 +11,9 @@ from starlette.responses import RedirectResponse, Response
 
 from wcms.protocol import CommandCreate
 from wcms.protocol.bulk import BulkCommandCreate
-from wcms.server.api.deps import CoreDep
+from wcms.server.api.deps import CommandsDep, MachinesDep
 from wcms.server.errors import BadRequest
-from wcms.server.services import command_views
+from wcms.server.services.machines import Machines
 from wcms.server.web.deps import CheckedForm, WebActor, WebUser
 from wcms.server.web.fleet import filtered_machines
 from wcms.server.web.forms import payload_from
@@ -27,71 +27,84 @@ MachineId = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9
 
 @router.get("/commands")
 async def commands_page(
-    request: Request, core: CoreDep, user: WebUser, before_id: int | None = None
+    request: Request, commands: CommandsDep, user: WebUser, before_id: int | None = None
 ) -> Response:
-    rows = await command_views.list_commands(core.engine, limit=50, before_id=before_id)
+    rows = await commands.list_commands(limit=50, before_id=before_id)
     return render(request, "commands.html", title="Commands", user=user, commands=rows)
 
 
 @router.get("/commands/table")
-async def commands_table(request: Request, core: CoreDep, _: WebUser) -> Response:
-    rows = await command_views.list_commands(core.engine, limit=50)
+async def commands_table(request: Request, commands: CommandsDep, _: WebUser) -> Response:
+    rows = await commands.list_commands(limit=50)
     return render(request, "commands_table.html", commands=rows)
 
 
 @router.get("/commands/{command_id}")
 async def command_page(
-    command_id: CommandId, request: Request, core: CoreDep, user: WebUser
+    command_id: CommandId, request: Request, commands: CommandsDep, user: WebUser
 ) -> Response:
-    command = await command_views.get_command(core.engine, command_id)
+    command = await commands.get(command_id)
     return render(request, "command.html", title="Command", user=user, c=command)
 
 
 @router.get("/commands/{command_id}/runs")
 async def command_runs(
-    command_id: CommandId, request: Request, core: CoreDep, _: WebUser
+    command_id: CommandId, request: Request, commands: CommandsDep, _: WebUser
 ) -> Response:
-    command = await command_views.get_command(core.engine, command_id)
+    command = await commands.get(command_id)
     return render(request, "command_runs.html", c=command)
 
 
 @router.get("/commands/{command_id}/progress")
 async def command_progress(
-    command_id: CommandId, request: Request, core: CoreDep, _: WebUser, output: int = 0
+    command_id: CommandId, request: Request, commands: CommandsDep, _: WebUser, output: int = 0
 ) -> Response:
     """The live progress block a sent command shows, with each machine's output when
     ``output`` is 1."""
-    command = await command_views.get_command(core.engine, command_id)
+    command = await commands.get(command_id)
     return render(request, "command_progress.html", c=command, show_output=bool(output))
 
 
 @router.post("/commands/{command_id}/cancel")
-async def cancel(command_id: CommandId, core: CoreDep, actor: WebActor, _: CheckedForm) -> Response:
-    await core.commands.cancel(command_id, actor=actor)
+async def cancel(
+    command_id: CommandId, commands: CommandsDep, actor: WebActor, _: CheckedForm
+) -> Response:
+    await commands.cancel(command_id, actor=actor)
     return RedirectResponse(f"/commands/{command_id}", status_code=303)
 
 
 @router.post("/commands/{command_id}/retry")
-async def retry(command_id: CommandId, core: CoreDep, actor: WebActor, _: CheckedForm) -> Response:
-    await core.commands.retry(command_id, actor=actor)
+async def retry(
+    command_id: CommandId, commands: CommandsDep, actor: WebActor, _: CheckedForm
+) -> Response:
+    await commands.retry(command_id, actor=actor)
     return RedirectResponse(f"/commands/{command_id}", status_code=303)
 
 
 @router.post("/pc/{machine_id}/command")
 async def send_to_machine(
-    machine_id: MachineId, request: Request, core: CoreDep, actor: WebActor, form: CheckedForm
+    machine_id: MachineId,
+    request: Request,
+    commands: CommandsDep,
+    machines: MachinesDep,
+    actor: WebActor,
+    form: CheckedForm,
 ) -> Response:
     """The machine page's command form; answers with the command's live progress."""
-    await core.machines.get(machine_id)
+    await machines.get(machine_id)
     request_body = _command(CommandCreate, form, selector=machine_id)
-    command_id = await core.commands.create(request_body, actor=actor)
-    command = await command_views.get_command(core.engine, command_id)
+    command_id = await commands.create(request_body, actor=actor)
+    command = await commands.get(command_id)
     return render(request, "command_progress.html", c=command, show_output=True, sent=True)
 
 
 @router.post("/machines/bulk")
 async def send_to_many(
-    request: Request, core: CoreDep, actor: WebActor, form: CheckedForm
+    request: Request,
+    commands: CommandsDep,
+    machines: MachinesDep,
+    actor: WebActor,
+    form: CheckedForm,
 ) -> Response:
     """A bulk action from the machines list or a room: the selection, every machine
     matching the list's filters, or a whole room."""
@@ -99,18 +112,18 @@ async def send_to_many(
     if room:
         body = _command(CommandCreate, form, selector=f"room:{room}")
     else:
-        targets = await _selection(core, form)
+        targets = await _selection(machines, form)
         label = f"{len(targets)} selected" if len(targets) > 1 else targets[0]
         body = _command(BulkCommandCreate, form, selector=label, targets=targets)
-    command_id = await core.commands.create(body, actor=actor)
-    command = await command_views.get_command(core.engine, command_id)
+    command_id = await commands.create(body, actor=actor)
+    command = await commands.get(command_id)
     return render(request, "command_progress.html", c=command, show_output=False, sent=True)
 
 
-async def _selection(core: Any, form: FormData) -> list[str]:
+async def _selection(machines: Machines, form: FormData) -> list[str]:
     if form.get("all_matching"):
         query = {k: str(form.get("f_" + k) or "") for k in ("q", "room", "tag", "status", "sort")}
-        targets = [m.id for m in await filtered_machines(core, query)]
+        targets = [m.id for m in await filtered_machines(machines, query)]
     else:
         targets = [str(v) for v in form.getlist("ids")]
     if not targets:

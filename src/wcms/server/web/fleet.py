@@ -10,10 +10,11 @@ from starlette.responses import RedirectResponse, Response
 
 from wcms.protocol import MachineOut
 from wcms.protocol.rooms import RoomCreate, RoomPatch
-from wcms.server.api.deps import CoreDep
+from wcms.server.api.deps import ActivityDep, CommandsDep, MachinesDep, RoomsDep
 from wcms.server.errors import BadRequest
-from wcms.server.services import activity
-from wcms.server.services.rooms import parse_seat
+from wcms.server.services.activity import Activity
+from wcms.server.services.machines import Machines
+from wcms.server.services.rooms import Rooms, parse_seat
 from wcms.server.web.deps import CheckedForm, WebActor, WebUser
 from wcms.server.web.forms import command_forms
 from wcms.server.web.render import render
@@ -38,21 +39,26 @@ def seat_key(seat: str | None) -> tuple[int, int]:
 
 
 @router.get("/")
-async def overview(request: Request, core: CoreDep, user: WebUser) -> Response:
-    return render(request, "overview.html", title="Overview", user=user, **await _overview(core))
+async def overview(
+    request: Request, rooms: RoomsDep, activity: ActivityDep, user: WebUser
+) -> Response:
+    context = await _overview(rooms, activity)
+    return render(request, "overview.html", title="Overview", user=user, **context)
 
 
 @router.get("/fragments/overview")
-async def overview_fragment(request: Request, core: CoreDep, _: WebUser) -> Response:
-    return render(request, "overview_body.html", **await _overview(core))
+async def overview_fragment(
+    request: Request, rooms: RoomsDep, activity: ActivityDep, _: WebUser
+) -> Response:
+    return render(request, "overview_body.html", **await _overview(rooms, activity))
 
 
-async def _overview(core: Any) -> dict[str, Any]:
-    rooms = await core.rooms.list_rooms()
-    unplaced, unplaced_online = await core.rooms.unplaced()
+async def _overview(room_service: Rooms, activity: Activity) -> dict[str, Any]:
+    rooms = await room_service.list_rooms()
+    unplaced, unplaced_online = await room_service.unplaced()
     total = sum(r.machines for r in rooms) + unplaced
     online = sum(r.online for r in rooms) + unplaced_online
-    events = await activity.recent(core.engine, limit=25)
+    events = await activity.recent(limit=25)
     return {
         "rooms": rooms,
         "unplaced": unplaced,
@@ -63,14 +69,16 @@ async def _overview(core: Any) -> dict[str, Any]:
 
 
 @router.get("/rooms")
-async def rooms_page(request: Request, core: CoreDep, user: WebUser) -> Response:
-    rooms = await core.rooms.list_rooms()
+async def rooms_page(request: Request, room_service: RoomsDep, user: WebUser) -> Response:
+    rooms = await room_service.list_rooms()
     return render(request, "rooms.html", title="Rooms", user=user, rooms=rooms)
 
 
 @router.get("/rooms/{name}")
-async def room_page(name: RoomName, request: Request, core: CoreDep, user: WebUser) -> Response:
-    context = await _room_map(core, name)
+async def room_page(
+    name: RoomName, request: Request, rooms: RoomsDep, machines: MachinesDep, user: WebUser
+) -> Response:
+    context = await _room_map(rooms, machines, name)
     return render(
         request,
         "room.html",
@@ -83,13 +91,15 @@ async def room_page(name: RoomName, request: Request, core: CoreDep, user: WebUs
 
 
 @router.get("/rooms/{name}/map")
-async def room_map(name: RoomName, request: Request, core: CoreDep, _: WebUser) -> Response:
-    return render(request, "room_map.html", **await _room_map(core, name))
+async def room_map(
+    name: RoomName, request: Request, rooms: RoomsDep, machines: MachinesDep, _: WebUser
+) -> Response:
+    return render(request, "room_map.html", **await _room_map(rooms, machines, name))
 
 
-async def _room_map(core: Any, name: str) -> dict[str, Any]:
-    layout = await core.rooms.layout(name)
-    machines = await core.machines.list_machines(room=name)
+async def _room_map(rooms: Rooms, machine_service: Machines, name: str) -> dict[str, Any]:
+    layout = await rooms.layout(name)
+    machines = await machine_service.list_machines(room=name)
     cells: dict[tuple[int, int], MachineOut] = {}
     tray: list[MachineOut] = []
     for machine in machines:
@@ -103,11 +113,15 @@ async def _room_map(core: Any, name: str) -> dict[str, Any]:
 
 @router.get("/layout/editor")
 async def layout_editor(
-    request: Request, core: CoreDep, user: WebUser, room: str | None = None
+    request: Request,
+    room_service: RoomsDep,
+    machine_service: MachinesDep,
+    user: WebUser,
+    room: str | None = None,
 ) -> Response:
-    rooms = await core.rooms.list_rooms()
+    rooms = await room_service.list_rooms()
     current = next((r for r in rooms if r.name == room), rooms[0] if rooms else None)
-    machines = await core.machines.list_machines()
+    machines = await machine_service.list_machines()
     placed = [m for m in machines if current and m.room == current.name]
     unplaced = [m for m in machines if m.room is None]
     return render(
@@ -126,23 +140,23 @@ async def layout_editor(
 
 
 @router.post("/layout/rooms")
-async def create_room(core: CoreDep, actor: WebActor, form: CheckedForm) -> Response:
+async def create_room(rooms: RoomsDep, actor: WebActor, form: CheckedForm) -> Response:
     body = _room_body(RoomCreate, form)
-    await core.rooms.create(body, actor=actor)
+    await rooms.create(body, actor=actor)
     return RedirectResponse(f"/layout/editor?room={body.name}", status_code=303)
 
 
 @router.post("/layout/rooms/{name}")
 async def update_room(
-    name: RoomName, core: CoreDep, actor: WebActor, form: CheckedForm
+    name: RoomName, rooms: RoomsDep, actor: WebActor, form: CheckedForm
 ) -> Response:
-    room = await core.rooms.update(name, _room_body(RoomPatch, form), actor=actor)
+    room = await rooms.update(name, _room_body(RoomPatch, form), actor=actor)
     return RedirectResponse(f"/layout/editor?room={room.name}", status_code=303)
 
 
 @router.post("/layout/rooms/{name}/delete")
-async def delete_room(name: RoomName, core: CoreDep, actor: WebActor, _: CheckedForm) -> Response:
-    await core.rooms.delete(name, actor=actor)
+async def delete_room(name: RoomName, rooms: RoomsDep, actor: WebActor, _: CheckedForm) -> Response:
+    await rooms.delete(name, actor=actor)
     return RedirectResponse("/layout/editor", status_code=303)
 
 
@@ -157,9 +171,11 @@ def _room_body(model: Any, form: Any) -> Any:
 
 
 @router.get("/machines")
-async def machines_page(request: Request, core: CoreDep, user: WebUser) -> Response:
-    context = await _machine_table(core, request)
-    rooms = await core.rooms.list_rooms()
+async def machines_page(
+    request: Request, machines: MachinesDep, room_service: RoomsDep, user: WebUser
+) -> Response:
+    context = await _machine_table(machines, request)
+    rooms = await room_service.list_rooms()
     return render(
         request,
         "machines.html",
@@ -173,13 +189,13 @@ async def machines_page(request: Request, core: CoreDep, user: WebUser) -> Respo
 
 
 @router.get("/machines/table")
-async def machines_table(request: Request, core: CoreDep, _: WebUser) -> Response:
-    return render(request, "machines_table.html", **await _machine_table(core, request))
+async def machines_table(request: Request, machines: MachinesDep, _: WebUser) -> Response:
+    return render(request, "machines_table.html", **await _machine_table(machines, request))
 
 
-async def _machine_table(core: Any, request: Request) -> dict[str, Any]:
+async def _machine_table(machine_service: Machines, request: Request) -> dict[str, Any]:
     query = _filters(request)
-    machines = await filtered_machines(core, query)
+    machines = await filtered_machines(machine_service, query)
     page = max(1, int(query["page"] or 1))
     start = (page - 1) * PAGE_SIZE
     return {
@@ -198,10 +214,10 @@ def _filters(request: Request) -> dict[str, str]:
     return query
 
 
-async def filtered_machines(core: Any, query: dict[str, str]) -> list[MachineOut]:
+async def filtered_machines(service: Machines, query: dict[str, str]) -> list[MachineOut]:
     """Machines matching the list page's filters, sorted as asked."""
     unplaced = query["room"] == "-"  # the list's name for "in no room"
-    machines: list[MachineOut] = await core.machines.list_machines(
+    machines = await service.list_machines(
         room=None if unplaced else query["room"] or None,
         tag=query["tag"] or None,
         status=query["status"] or None,
@@ -223,11 +239,15 @@ def _haystack(machine: MachineOut) -> str:
 
 @router.get("/pc/{machine_id}")
 async def machine_page(
-    machine_id: MachineId, request: Request, core: CoreDep, user: WebUser
+    machine_id: MachineId,
+    request: Request,
+    machines: MachinesDep,
+    commands: CommandsDep,
+    user: WebUser,
 ) -> Response:
-    machine = await core.machines.get(machine_id)
-    presence = await core.machines.presence_history(machine_id, limit=50)
-    runs = await activity.machine_runs(core.engine, machine_id, limit=30)
+    machine = await machines.get(machine_id)
+    presence = await machines.presence_history(machine_id, limit=50)
+    runs = await commands.machine_runs(machine_id, limit=30)
     return render(
         request,
         "machine.html",
@@ -248,7 +268,7 @@ async def machine_history(machine_id: MachineId) -> Response:
 
 @router.get("/pc/{machine_id}/runs")
 async def machine_runs(
-    machine_id: MachineId, request: Request, core: CoreDep, _: WebUser
+    machine_id: MachineId, request: Request, commands: CommandsDep, _: WebUser
 ) -> Response:
-    runs = await activity.machine_runs(core.engine, machine_id, limit=30)
+    runs = await commands.machine_runs(machine_id, limit=30)
     return render(request, "machine_runs.html", runs=runs)

@@ -9,13 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wcms.protocol.actions import WakePayload, normalise_mac
 from wcms.protocol.payload import Payload
 from wcms.server.services.action_policies import refusals
-from wcms.server.store.tables import machines
+from wcms.server.store import machines as machine_store
+from wcms.server.store.machines import MachineRecord, NetworkPlace
 
 # Machines in one /24 are taken to share a broadcast domain.
 SUBNET_PREFIX = 24
@@ -27,9 +27,14 @@ class Route:
     # Whose agent carries the run out.
     deliver_to: str
     # Payload fields the server adds for this run.
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form: payload fields
     # Why the run fails without being delivered.
     refusal: str | None = None
+
+    @property
+    def relayed(self) -> bool:
+        """Whether another machine's agent carries the run out."""
+        return self.deliver_to != self.machine_id
 
 
 async def plan(
@@ -51,13 +56,11 @@ async def _wake_routes(
     3. Otherwise pick a relay: ``via``, else an online machine in the target's room
        and subnet, else in its room, else in its subnet.
     The relay is recorded on the run, so its reports are accepted."""
-    rows = {row.id: row for row in (await conn.execute(select(machines))).all()}
-    online = sorted(
-        (row for row in rows.values() if row.status == "online"), key=lambda row: row.id
-    )
+    targets = await machine_store.many(conn, [r.machine_id for r in routes if r.refusal is None])
+    online = await machine_store.online_places(conn)
     planned: list[Route] = []
     for route in routes:
-        target = rows.get(route.machine_id)
+        target = targets.get(route.machine_id)
         if route.refusal is not None or target is None:
             planned.append(route)
             continue
@@ -71,7 +74,7 @@ async def _wake_routes(
 
 
 def _relay(
-    target: Row[Any], online: list[Row[Any]], *, via: str | None
+    target: MachineRecord, online: list[NetworkPlace], *, via: str | None
 ) -> tuple[str | None, str | None]:
     """(relay machine id, None) or (None, why there is none)."""
     if target.status == "online":
@@ -105,9 +108,9 @@ def _subnet(ip: str | None) -> ipaddress.IPv4Network | None:
         return None
 
 
-def _macs(row: Row[Any]) -> list[str]:
+def _macs(machine: MachineRecord) -> list[str]:
     found: list[str] = []
-    for mac in (row.inventory or {}).get("macs", []):
+    for mac in (machine.inventory or {}).get("macs", []):
         try:
             normal = normalise_mac(str(mac))
         except ValueError:
