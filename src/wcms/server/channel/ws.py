@@ -64,6 +64,11 @@ async def agent_socket(websocket: WebSocket) -> None:
         goodbye = await _converse(core, link)
     except WebSocketDisconnect:
         pass
+    except RuntimeError:
+        # The server closed this link itself (replaced, revoked, silent, or a report it
+        # could not store) while the loop waited for the next frame: nothing to read.
+        if not link.closed:
+            raise
     except TimeoutError:
         await link.close(CloseCode.PROTOCOL_ERROR, "hello_timeout")
     except ProtocolError as exc:
