@@ -364,3 +364,33 @@ def test_an_api_key_is_checked_on_every_call_and_its_use_kept_to_the_minute(engi
     assert used is not None and used_again == used
     assert wrong is None
     assert revoked is None
+
+
+def test_one_bad_heartbeat_costs_only_itself(engine_url):
+    """A value no column holds (an integer past 64 bits) and a machine deleted while its
+    heartbeat waited are dropped; every other heartbeat of the batch is stored, and the
+    writer goes on."""
+
+    async def go():
+        engine = await fresh(engine_url)
+        for n in range(6):
+            await add_machine(engine, f"m{n}")
+        telemetry = Telemetry()
+        writer = HeartbeatWriter(Database(engine), telemetry=telemetry)
+        good = StatusReport(cpu_percent=1, ram_used=1, ram_total=2, ram_percent=50)
+        poison = StatusReport(cpu_percent=1, ram_used=2**64, ram_total=2, ram_percent=50)
+        for n in range(6):
+            writer.submit(f"m{n}", poison if n == 3 else good)
+        writer.submit("deleted-meanwhile", good)
+        await writer.flush()
+        writer.submit("m3", good)  # the next batch is written as usual
+        await writer.flush()
+        async with engine.connect() as conn:
+            stored = await conn.execute(select(status_history.c.machine_id))
+            machines = sorted(row.machine_id for row in stored)
+        await engine.dispose()
+        return machines, telemetry.registry.get_sample_value("wcms_heartbeats_written_total")
+
+    machines, written = asyncio.run(go())
+    assert machines == ["m0", "m1", "m2", "m3", "m4", "m5"]
+    assert written == 6

@@ -78,7 +78,12 @@ class TooManyRequests(WcmsError):
 
 
 class StorageError(WcmsError):
-    """The database failed; the request was not applied."""
+    """The database failed; the request was not applied. ``retryable``: it is away (down,
+    full, locked) and the same write may work later; otherwise it refused the values."""
 
     status_code = 503
     code = "storage_unavailable"
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -6,13 +6,10 @@ import asyncio
 import logging
 from contextlib import suppress
 
-from sqlalchemy.exc import IntegrityError
-
 from wcms.protocol import StatusReport
 from wcms.server.bus import StatusFeed
 from wcms.server.errors import StorageError
 from wcms.server.services.clock import utcnow
-from wcms.server.store import machines as machine_store
 from wcms.server.store import status as status_store
 from wcms.server.store.engine import Database
 from wcms.server.store.status import StatusRow
@@ -59,7 +56,10 @@ class HeartbeatWriter:
             with suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
             self._wake.clear()
-            await self.flush()
+            try:
+                await self.flush()
+            except Exception:  # the writer serves the whole fleet: it must not die
+                log.exception("heartbeat flush failed")
         await self.flush()
 
     async def stop(self) -> None:
@@ -71,23 +71,37 @@ class HeartbeatWriter:
             return
         batch, self._pending = self._pending, []
         try:
-            try:
-                await self._write(batch)
-            except IntegrityError:
-                # A machine was deleted while its heartbeat waited here: drop its rows.
-                batch = await self._known_only(batch)
-                await self._write(batch)
+            written = await self._store(batch)
         except StorageError:
             # Kept for the next flush (the newest ones, within a bound): the database
             # may be back by then.
             log.warning("heartbeat batch of %d not written; will retry", len(batch))
             self._pending[:0] = batch[-self._batch * 4 :]
             return
-        self._observe(batch)
+        self._observe(written)
 
-    async def _write(self, batch: list[StatusRow]) -> None:
-        async with self._db.begin() as conn:
-            await status_store.write_batch(conn, batch)
+    async def _store(self, batch: list[StatusRow]) -> list[StatusRow]:
+        """Write ``batch``; returns the rows written.
+
+        A row that cannot be stored (its machine was deleted while it waited, a value
+        the database refuses) is found by halving the batch, dropped and logged: one
+        bad agent costs a few more statements, never the others' heartbeats. Only a
+        database that is away (a retryable StorageError) fails the whole batch."""
+        try:
+            async with self._db.begin() as conn:
+                await status_store.write_batch(conn, batch)
+            return batch
+        except StorageError as exc:
+            if exc.retryable:
+                raise
+            problem: Exception = exc
+        except Exception as exc:  # IntegrityError, or a value no driver can encode
+            problem = exc
+        if len(batch) == 1:
+            log.warning("heartbeat of %s dropped: %s", batch[0][0], problem)
+            return []
+        half = len(batch) // 2
+        return await self._store(batch[:half]) + await self._store(batch[half:])
 
     def _observe(self, batch: list[StatusRow]) -> None:
         telemetry = self._telemetry
@@ -96,8 +110,3 @@ class HeartbeatWriter:
         observe = telemetry.heartbeat_latency.observe
         for row in batch:
             observe((now - row[1]).total_seconds())
-
-    async def _known_only(self, batch: list[StatusRow]) -> list[StatusRow]:
-        async with self._db.connect() as conn:
-            known = set(await machine_store.ids_where(conn))
-        return [item for item in batch if item[0] in known]

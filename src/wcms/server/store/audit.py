@@ -25,15 +25,10 @@ class NewAuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class AuditEntry:
+class AuditEntry(NewAuditEntry):
+    """A stored entry: what was recorded, and its id."""
+
     id: int
-    at: datetime
-    actor: str
-    action: str
-    target: str | None
-    # Free-form: what each action chose to record about itself, as JSON.
-    detail: dict[str, Any] | None
-    ip: str | None
 
 
 _entry = mapper(AuditEntry)

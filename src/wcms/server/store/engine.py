@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import (
+    DBAPIError,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    OperationalError,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from wcms.server.errors import StorageError
@@ -86,6 +92,13 @@ def _translated() -> Iterator[None]:
         yield
     except IntegrityError:
         raise
-    except DBAPIError as exc:
+    except (OperationalError, InterfaceError, InternalError) as exc:
         log.error("database error: %s", exc.orig)
         raise StorageError("the database failed; nothing was changed") from exc
+    except DBAPIError as exc:
+        # A value the database refuses (out of range, bad encoding): the same write
+        # would fail again, so it is not one to retry.
+        log.error("database refused a write: %s", exc.orig)
+        raise StorageError(
+            "the database refused a value; nothing was changed", retryable=False
+        ) from exc

@@ -28,12 +28,16 @@ def field_names(cls: type[DataclassInstance]) -> tuple[str, ...]:
 
 def mapper(cls: type[R], *, omit: Sequence[str] = ()) -> Callable[[AnyRow], R]:
     """A function that makes a ``cls`` from a row holding its fields; fields named in
-    ``omit`` (which must have defaults) are not read from the row."""
-    names = tuple(name for name in field_names(cls) if name not in omit)
+    ``omit`` (its last ones, with defaults) are not read from the row."""
+    names = field_names(cls)
+    kept = names[: len(names) - len(omit)]
+    if set(names[len(kept) :]) != set(omit):
+        raise TypeError(f"{cls.__name__}: omitted fields must be its last ones")
 
     def to_record(row: AnyRow) -> R:
+        # Positional: this runs for every row of every read, fleet-wide ones included.
         mapping = row._mapping
-        return cls(**{name: mapping[name] for name in names})
+        return cls(*[mapping[name] for name in kept])
 
     return to_record
 
