@@ -209,6 +209,12 @@ class RunManager:
 
 
 def _expired(envelope: RunEnvelope) -> bool:
+    """Whether the run's expiry passed before it could start. Judged by the time the
+    server said was left when it sent the run, so this machine's wall clock (often
+    wrong on a PC with a flat CMOS battery) plays no part; ``expires_at`` is only for a
+    server too old to say."""
+    if envelope.expires_in_s is not None:
+        return envelope.expires_in_s <= 0
     if envelope.expires_at is None:
         return False
     expires_at = envelope.expires_at

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wcms.protocol.bounds import Bounded
 from wcms.protocol.commands import RunState
 from wcms.protocol.messages import Inventory, RunResult, StatusReport
 
@@ -18,7 +19,9 @@ class Body(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
 
-class Strict(Body):
+class Strict(Body, Bounded):
+    """An input body: unknown fields refused, every value storable (see bounds)."""
+
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
 
@@ -75,7 +78,14 @@ class CommandCreate(Strict):
     payload: dict[str, Any] = Field(default_factory=dict)
     priority: int = Field(default=0, ge=-100, le=100, description="Higher runs first")
     timeout_s: float = Field(default=300, gt=0, le=86400)
-    max_retries: int = Field(default=0, ge=0, le=10)
+    max_retries: int = Field(
+        default=0, ge=0, le=10, description="Retries of a run that failed or timed out"
+    )
+    idempotent: bool = Field(
+        default=False,
+        description="Safe to run again: a run its agent was interrupted in (crash, power "
+        "loss) is retried too; otherwise such a run is reported failed and not repeated",
+    )
     expires_in_s: float | None = Field(
         default=86400, gt=0, le=30 * 86400, description="Drop queued runs after this long"
     )

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
+from wcms.protocol.bounds import INT32_MAX, Bounded, scrub
 from wcms.protocol.commands import RunState
 
 # 2: agents may stream a running run's output and progress (RunProgress), and results
@@ -30,18 +31,12 @@ MachineId = Annotated[
 ]
 
 
-class Model(BaseModel):
+class Model(Bounded):
     """Base of the agent protocol's models: unknown fields from newer peers are ignored;
-    NUL characters, which no database column can hold, are refused."""
+    what no column can store (an integer past 64 bits, NUL, a lone surrogate, an
+    infinite number) is refused (see :mod:`wcms.protocol.bounds`)."""
 
     model_config = ConfigDict(extra="ignore", defer_build=True)
-
-    @field_validator("*", mode="after")
-    @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        if isinstance(value, str) and "\x00" in value:
-            raise ValueError("must not contain NUL characters")
-        return value
 
 
 class DiskInfo(Model):
@@ -86,7 +81,7 @@ class StatusReport(Model):
     disks: list[DiskUsage] = Field(default_factory=list, max_length=256)
     users: list[str] = Field(default_factory=list, max_length=256)
     uptime_s: float = Field(default=0, ge=0)
-    process_count: int = Field(default=0, ge=0)
+    process_count: int = Field(default=0, ge=0, le=INT32_MAX)
 
 
 class RegisterRequest(Model):
@@ -127,26 +122,38 @@ class RunEnvelope(Model):
     timeout_s: float
     priority: int = 0
     expires_at: datetime | None = None
+    expires_in_s: float | None = Field(
+        default=None,
+        description="Seconds the run had left before expiry when the server sent it: the "
+        "agent judges expiry by this on its own monotonic clock, so a wrong wall clock "
+        "does not matter",
+    )
 
 
 class RunResult(Model):
-    """How a run ended. Output is text; NUL characters in it become U+FFFD."""
+    """How a run ended. Output is text; NUL characters and lone surrogates in it
+    become U+FFFD."""
 
     exit_code: int | None = None
     stdout: str = ""
     stderr: str = ""
     stdout_truncated: bool = False
     stderr_truncated: bool = False
-    duration_ms: int | None = Field(default=None, ge=0)
+    duration_ms: int | None = Field(default=None, ge=0, le=INT32_MAX)
     error: str | None = Field(default=None, description="Why the run failed, in words")
     data: dict[str, Any] | None = Field(
         default=None, description="Structured result of the action (a file id, a list...)"
     )
+    interrupted: bool = Field(
+        default=False,
+        description="The agent stopped while the run was going: whether it completed is "
+        "not known, so it is retried only if its command is idempotent",
+    )
 
     @field_validator("stdout", "stderr", "error", mode="before")
     @classmethod
-    def _replace_nul(cls, value: Any) -> Any:
-        return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+    def _scrub(cls, value: Any) -> Any:
+        return scrub(value) if isinstance(value, str) else value
 
 
 class RunUpdate(Model):
@@ -177,8 +184,8 @@ class RunProgress(Model):
 
     @field_validator("stdout", "stderr", "note", mode="before")
     @classmethod
-    def _replace_nul(cls, value: Any) -> Any:
-        return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
+    def _scrub(cls, value: Any) -> Any:
+        return scrub(value) if isinstance(value, str) else value
 
 
 class FileRef(Model):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import ConfigDict
+
+from wcms.protocol.bounds import Bounded
 
 
-class Payload(BaseModel):
+class Payload(Bounded):
     """Base of every command payload: strict, no unknown fields."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False, defer_build=True)

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from wcms.protocol.bounds import Bounded
+
 ROOM_PATTERN = r"^[\w.@-][\w .@-]{0,127}$"
 RoomName = Annotated[str, Field(min_length=1, max_length=128, pattern=ROOM_PATTERN)]
 # A seat is "ROW-COL", both counted from 1: "2-5" is the fifth seat of the second row.
@@ -13,14 +15,14 @@ SEAT_PATTERN = r"^[1-9][0-9]{0,2}-[1-9][0-9]{0,2}$"
 MAX_GRID = 60
 
 
-class RoomCreate(BaseModel):
+class RoomCreate(Bounded):
     model_config = ConfigDict(extra="forbid", defer_build=True)
     name: RoomName
     rows: int = Field(default=5, ge=1, le=MAX_GRID)
     cols: int = Field(default=8, ge=1, le=MAX_GRID)
 
 
-class RoomPatch(BaseModel):
+class RoomPatch(Bounded):
     model_config = ConfigDict(extra="forbid", defer_build=True)
     name: RoomName | None = None
     rows: int | None = Field(default=None, ge=1, le=MAX_GRID)
@@ -38,7 +40,7 @@ class RoomOut(BaseModel):
     )
 
 
-class LayoutUpdate(BaseModel):
+class LayoutUpdate(Bounded):
     """Where machines sit: ``{"lab-01": "1-1", "lab-02": null}`` (null: off the grid,
     back to the unplaced tray)."""
 

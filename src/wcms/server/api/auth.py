@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from wcms.server import csrf
+from wcms.protocol.bounds import Bounded
 from wcms.server.api.deps import (
     SESSION_COOKIE,
     AccountsDep,
@@ -22,7 +23,7 @@ from wcms.server.api.deps import (
 router = APIRouter(prefix="/api", tags=["auth"])
 
 
-class Login(BaseModel):
+class Login(Bounded):
     model_config = ConfigDict(extra="forbid")
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)

@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from wcms.protocol import CommandCreate, CommandOut
+from wcms.protocol.bounds import INT64_MAX
 from wcms.protocol.bulk import BulkCommandCreate
 from wcms.server.api.deps import AdminActor, CommandsDep
 
@@ -38,7 +39,7 @@ async def list_commands(
     commands: CommandsDep,
     _: AdminActor,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before_id: int | None = None,
+    before_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
 ) -> list[CommandOut]:
     return await commands.list_commands(limit=limit, before_id=before_id)
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Path, Query, Request
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
 from wcms.protocol import CommandCreate
+from wcms.protocol.bounds import INT64_MAX
 from wcms.protocol.bulk import BulkCommandCreate
 from wcms.server.api.deps import CommandsDep, MachinesDep
 from wcms.server.errors import BadRequest
@@ -27,7 +28,10 @@ MachineId = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9
 
 @router.get("/commands")
 async def commands_page(
-    request: Request, commands: CommandsDep, user: WebUser, before_id: int | None = None
+    request: Request,
+    commands: CommandsDep,
+    user: WebUser,
+    before_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
 ) -> Response:
     rows = await commands.list_commands(limit=50, before_id=before_id)
     return render(request, "commands.html", title="Commands", user=user, commands=rows)

@@ -105,10 +105,14 @@ class Delivery:
         return CommandPoll(runs=[self.envelope(run) for run in runs], cancels=list(cancels))
 
     def envelope(self, run: PendingRun) -> RunEnvelope:
-        """The run as its agent receives it, secrets unsealed."""
+        """The run as its agent receives it, secrets unsealed, its expiry also as the
+        time left (the agent's clock may be wrong)."""
         payload = dict(run.payload)
         if run.sealed_secrets:
             payload.update(self._sealer.unseal(run.sealed_secrets))
+        left = None
+        if run.run_expires_at is not None:
+            left = round((run.run_expires_at - utcnow()).total_seconds(), 3)
         return RunEnvelope(
             run_id=run.run_id,
             attempt=run.attempt,
@@ -118,4 +122,5 @@ class Delivery:
             timeout_s=run.timeout_s,
             priority=run.priority,
             expires_at=run.run_expires_at,
+            expires_in_s=left,
         )
