@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from wcms.server.errors import StorageError
 from wcms.server.services.batching import Batcher
 
 
@@ -48,16 +49,50 @@ def test_a_failed_round_fails_its_callers_and_the_next_round_still_runs():
         nonlocal calls
         calls += 1
         if calls == 1:
-            raise RuntimeError("database went away")
+            raise StorageError("database went away")
         return items
 
     async def go() -> int:
         batcher: Batcher[int, int] = Batcher(flaky)
-        with pytest.raises(RuntimeError, match="went away"):
+        with pytest.raises(StorageError, match="went away"):
             await batcher.submit(1)
         return await batcher.submit(2)
 
     assert asyncio.run(go()) == 2
+
+
+def test_a_database_away_fails_the_whole_round_at_once():
+    rounds: list[list[int]] = []
+
+    async def away(items: list[int]) -> list[int]:
+        rounds.append(list(items))
+        raise StorageError("database went away")
+
+    async def go() -> list[object]:
+        batcher: Batcher[int, int] = Batcher(away)
+        return await asyncio.gather(*(batcher.submit(n) for n in range(8)), return_exceptions=True)
+
+    results = asyncio.run(go())
+    assert all(isinstance(r, StorageError) for r in results)
+    assert len(rounds) <= 2  # not retried item by item
+
+
+def test_one_item_the_database_refuses_fails_only_its_caller():
+    """A value no column holds fails the statement of the whole round: the round is
+    halved until the bad item is alone, and every other caller gets its result."""
+
+    async def store(items: list[int]) -> list[int]:
+        if 13 in items:
+            raise StorageError("the database refused a value", retryable=False)
+        return items
+
+    async def go() -> list[object]:
+        batcher: Batcher[int, int] = Batcher(store)
+        return await asyncio.gather(*(batcher.submit(n) for n in range(40)), return_exceptions=True)
+
+    results = asyncio.run(go())
+    assert isinstance(results[13], StorageError)
+    assert [r for n, r in enumerate(results) if n != 13] == [n for n in range(40) if n != 13]
 
 
 def test_a_caller_that_goes_away_does_not_break_the_round():

@@ -97,16 +97,43 @@ def test_the_api_answers_503_in_json_when_the_database_fails(tmp_path, database_
                     headers={"Authorization": f"Bearer {key}"},
                 )
                 ready = await client.get("/readyz")
+                metrics = (await client.get("/metrics")).text
             await restore()
-            return answer.status_code, answer.json(), ready.status_code, await stored_files(engine)
+            return answer, ready, metrics, await stored_files(engine)
 
-    status, body, ready, stored = run(go)
-    assert status == 503
-    assert body["error"]["code"] == "storage_unavailable"
-    assert "Traceback" not in body["error"]["message"]
-    # A full disk still answers reads; a database that refuses connections does not.
-    assert ready == (200 if database_url is None else 503)
+    answer, ready, metrics, stored = run(go)
+    assert answer.status_code == 503
+    assert answer.json()["error"]["code"] == "storage_unavailable"
+    assert "Traceback" not in answer.text
+    # A full disk still answers reads, but the server is not ready: it cannot write.
+    assert ready.status_code == 503
+    code = "storage_unwritable" if database_url is None else "database_unavailable"
+    assert ready.json()["error"]["code"] == code
+    if database_url is None:  # the failed write was seen (on PostgreSQL, the connect)
+        assert "wcms_storage_writable 0.0" in metrics
     assert stored == 0
+
+
+def test_a_dead_worker_makes_the_server_not_ready(tmp_path, database_url):
+    async def go() -> tuple[httpx.Response, httpx.Response, str]:
+        async with running(tmp_path, database_url) as (core, _):
+            transport = httpx.ASGITransport(app=create_app(core.settings, core=core))
+            async with httpx.AsyncClient(transport=transport, base_url="http://wcms") as client:
+                before = await client.get("/readyz")
+                await core.sweeper.stop()  # as if it had died
+                after = await client.get("/readyz")
+                metrics = (await client.get("/metrics")).text
+            core.sweeper.start()
+            return before, after, metrics
+
+    before, after, metrics = run(go)
+    assert before.status_code == 200, before.text
+    assert before.json()["workers"] == {"heartbeats": True, "status-feed": True, "sweeper": True}
+    assert after.status_code == 503
+    assert after.json()["error"]["code"] == "worker_down"
+    assert "sweeper" in after.json()["error"]["message"]
+    assert 'wcms_worker_up{worker="sweeper"} 0.0' in metrics
+    assert 'wcms_worker_up{worker="heartbeats"} 1.0' in metrics
 
 
 def test_services_raise_storage_error_not_driver_errors(tmp_path, database_url):

@@ -1,10 +1,10 @@
 """What any value crossing a process boundary must respect to be stored.
 
 Every integer column is 64-bit (SQLite and PostgreSQL ``BIGINT``; the few 32-bit
-``INTEGER`` ones get their own ``le=INT32_MAX`` in the model), no text column holds NUL, and no UTF-8
-encoder takes a lone surrogate (which JSON's ``\\udXXX`` escapes can carry). A value
-past these is refused at the edge, as a 422 naming the field or a bad-frame error,
-so it can never reach a writer shared by every agent.
+``INTEGER`` ones get their own ``le=INT32_MAX`` in the model), no text column holds
+NUL, and no UTF-8 encoder takes a lone surrogate (which JSON's ``\\udXXX`` escapes
+can carry). A value past these is refused at the edge, as a 422 naming the field or
+a bad-frame error, so it can never reach a writer shared by every agent.
 """
 
 from __future__ import annotations

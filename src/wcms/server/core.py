@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 from contextlib import suppress
@@ -73,6 +74,11 @@ class Core:
         self.login_throttle = LoginThrottle()
         self.sweeper = Sweeper(self.presence, self.commands)
         self._tasks: list[asyncio.Task[None]] = []
+        for worker in WORKERS:
+            self.telemetry.worker_up.labels(worker=worker).set_function(
+                functools.partial(self._worker_up, worker)
+            )
+        self.telemetry.storage_writable.set_function(lambda: float(self.db.write_failure is None))
 
     async def start(self) -> None:
         """Migrate, make sure an admin exists, and start the background workers."""
@@ -80,9 +86,11 @@ class Core:
         await self.bootstrap_admin()
         await self.presence.recover_after_restart()
         self._tasks = [
-            asyncio.create_task(self.heartbeats.run(), name="heartbeat-writer"),
+            asyncio.create_task(self.heartbeats.run(), name="heartbeats"),
             asyncio.create_task(self.status_feed.run(), name="status-feed"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(_report_death)
         self.sweeper.start()
         settle_garbage_collector()
 
@@ -122,6 +130,26 @@ class Core:
             return password
         return None
 
+    def _worker_up(self, worker: str) -> float:
+        return float(self.workers().get(worker, False))
+
+    def workers(self) -> dict[str, bool]:
+        """Each background worker by name: True while it runs. One that is not running
+        after start is dead, and the server is not ready."""
+        alive = {task.get_name(): not task.done() for task in self._tasks}
+        return {**alive, "sweeper": self.sweeper.alive}
+
+    async def readiness(self) -> tuple[str, str] | None:
+        """None when the server can do its work; else (code, reason in words)."""
+        if not await self.database_ready():
+            return "database_unavailable", "the database does not answer"
+        if not await self.db.writable():
+            return "storage_unwritable", f"writes fail: {self.db.write_failure}"
+        dead = sorted(name for name, alive in self.workers().items() if not alive)
+        if dead:
+            return "worker_down", f"background workers stopped: {', '.join(dead)}"
+        return None
+
     async def database_ready(self) -> bool:
         try:
             async with self.db.connect() as conn:
@@ -130,6 +158,14 @@ class Core:
             log.warning("database not reachable", exc_info=True)
             return False
         return True
+
+
+WORKERS = ("heartbeats", "status-feed", "sweeper")
+
+
+def _report_death(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background worker %s died", task.get_name(), exc_info=task.exception())
 
 
 def secret_key(settings: Settings) -> str:

@@ -32,5 +32,17 @@ class Telemetry:
             registry=self.registry,
         )
 
+        self.worker_up = Gauge(
+            "wcms_worker_up",
+            "1 while the background worker runs, 0 once it has stopped",
+            ["worker"],
+            registry=self.registry,
+        )
+        self.storage_writable = Gauge(
+            "wcms_storage_writable",
+            "0 while writes to the database fail (full disk, database away)",
+            registry=self.registry,
+        )
+
     def count_connected(self, count: Callable[[], float]) -> None:
         self.agents_connected.set_function(count)

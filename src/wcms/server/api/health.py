@@ -20,12 +20,15 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(core: CoreDep) -> Response:
-    """200 when the database answers, 503 otherwise."""
-    if await core.database_ready():
-        return JSONResponse({"status": "ready"})
+    """200 when the database answers, takes writes and every background worker runs;
+    503 naming what fails otherwise."""
+    workers = core.workers()
+    failing = await core.readiness()
+    if failing is None:
+        return JSONResponse({"status": "ready", "workers": workers})
+    code, message = failing
     return JSONResponse(
-        {"error": {"code": "database_unavailable", "message": "the database does not answer"}},
-        status_code=503,
+        {"error": {"code": code, "message": message}, "workers": workers}, status_code=503
     )
 
 

@@ -16,6 +16,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from wcms.server.errors import StorageError
+
 log = logging.getLogger("wcms.batching")
 
 T = TypeVar("T")
@@ -27,7 +29,10 @@ class Batcher(Generic[T, R]):
 
     ``handle`` receives the items of one round and returns one result per item, in
     order; a result that is an exception is raised to that item's caller only. If
-    ``handle`` itself raises, every caller of the round gets the exception.
+    ``handle`` itself raises because the database is away, every caller of the round
+    gets the exception; if it raises for any other reason (a value the database
+    refuses), the round is halved and each half tried again, so that one bad item
+    fails its own caller only and never the others of its round.
     """
 
     def __init__(
@@ -67,8 +72,17 @@ class Batcher(Generic[T, R]):
     async def _run(self, batch: list[tuple[T, asyncio.Future[R]]]) -> None:
         try:
             results = await self._handle([item for item, _ in batch])
-        except Exception as exc:  # every caller of this round learns of the failure
-            log.debug("%s round of %d failed: %s", self._name, len(batch), exc)
+        except Exception as exc:
+            away = isinstance(exc, StorageError) and exc.retryable
+            if len(batch) > 1 and not away:
+                half = len(batch) // 2
+                await self._run(batch[:half])
+                await self._run(batch[half:])
+                return
+            if not away:
+                log.warning("%s: an item was refused: %s", self._name, exc)
+            else:  # the database is away: its callers say so, once per outage
+                log.debug("%s round of %d failed: %s", self._name, len(batch), exc)
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)

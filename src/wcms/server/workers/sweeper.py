@@ -29,6 +29,10 @@ class Sweeper:
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
 
+    @property
+    def alive(self) -> bool:
+        return self._task is not None and not self._task.done()
+
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="sweeper")
