@@ -4,9 +4,9 @@ with a hello, and one that starts otherwise is closed as a protocol error."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
-import httpx
 import pytest
 
 from tests.procs import ServerProc, wait_for
@@ -28,16 +28,7 @@ STATUS = StatusReport(cpu_percent=1, ram_used=1, ram_total=2, ram_percent=50)
 
 @pytest.fixture(scope="module")
 def agent_credential(server: ServerProc) -> str:
-    response = httpx.post(
-        server.url + "/api/client/register",
-        json={
-            "enrollment_token": server.token(),
-            "machine_id": MACHINE,
-            "inventory": {"hostname": MACHINE},
-        },
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["credential"])
+    return server.enrol(MACHINE)
 
 
 async def first_answer(server: ServerProc, credential: str, first_frame: str) -> aiohttp.WSMessage:
@@ -73,3 +64,29 @@ def test_a_first_frame_other_than_hello_is_a_protocol_error(server, agent_creden
     assert (answer.data, answer.extra) == (CloseCode.PROTOCOL_ERROR, "hello_expected")
     # Logged as what it is, not as a timeout.
     wait_for(lambda: "hello_expected" in server.log(), what="the protocol error logged")
+
+
+async def answer_to_binary(server: ServerProc, credential: str, *, after_hello: bool) -> Any:
+    url = server.url.replace("http://", "ws://") + "/api/client/ws"
+    headers = {"Authorization": f"Bearer {credential}", "X-WCMS-Session": "socket-test"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, headers=headers) as ws,
+    ):
+        if after_hello:
+            await ws.send_str(dump(HelloFrame(session_id="socket-test")))
+            welcome = await asyncio.wait_for(ws.receive(), 10)
+            assert welcome.type is aiohttp.WSMsgType.TEXT, welcome
+        await ws.send_bytes(b"\x00\x01binary")
+        return await asyncio.wait_for(ws.receive(), 10)
+
+
+@pytest.mark.parametrize("after_hello", [False, True], ids=["first", "after-hello"])
+def test_a_binary_frame_is_closed_with_a_reason(server, agent_credential, after_hello):
+    """The protocol is JSON text: a binary frame gets a close frame saying so, and one
+    log line, never a dropped connection and a traceback."""
+    answer = asyncio.run(answer_to_binary(server, agent_credential, after_hello=after_hello))
+    assert answer.type is aiohttp.WSMsgType.CLOSE, answer
+    assert (answer.data, answer.extra) == (CloseCode.PROTOCOL_ERROR, "text_expected")
+    wait_for(lambda: "text_expected" in server.log(), what="the protocol error logged")
+    assert "Traceback" not in server.log()

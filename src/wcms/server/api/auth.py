@@ -7,8 +7,8 @@ from datetime import datetime
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from wcms.server import csrf
 from wcms.protocol.bounds import Bounded
+from wcms.server import csrf
 from wcms.server.api.deps import (
     SESSION_COOKIE,
     AccountsDep,

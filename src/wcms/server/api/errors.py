@@ -55,17 +55,25 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 
 async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    if exc.status_code == 400:
+        # JSON the parser gives up on (nested too deep, a number too long to convert).
+        return error_response(400, "malformed_json", "request body is not valid JSON")
     codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
     return error_response(
         exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
     )
 
 
+def _where(request: Request) -> str:
+    # A WebSocket reaches these handlers too, and has no method.
+    return f"{request.scope.get('method', 'WEBSOCKET')} {request.url.path}"
+
+
 async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
-    log.error("database error on %s %s: %s", request.method, request.url.path, exc.orig)
+    log.error("database error on %s: %s", _where(request), exc.orig)
     return error_response(503, "storage_unavailable", "the database failed; nothing was changed")
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    log.exception("unexpected error on %s", _where(request), exc_info=exc)
     return error_response(500, "internal", "internal server error; see the server log")

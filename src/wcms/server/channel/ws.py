@@ -78,13 +78,20 @@ async def agent_socket(websocket: WebSocket) -> None:
         # The database failed mid-conversation: the agent reconnects with backoff, and
         # re-sends what was not acknowledged.
         await link.close(CloseCode.TRY_AGAIN_LATER, "storage_unavailable")
+    except WcmsError as exc:
+        # Input the services refused (a hello whose inventory does not fit): said in
+        # one line, and the agent is told why.
+        log.warning("closing the connection of %s: %s", link.machine_id, exc.message)
+        await link.close(close_code_for_status(exc.status_code), exc.code)
+    except Exception:
+        # A defect of the server's: logged whole, and the agent still gets a close
+        # frame (it reconnects and re-sends what was not acknowledged).
+        log.exception("the connection of %s failed", link.machine_id)
+        await link.close(CloseCode.SERVER_ERROR, "server_error")
     finally:
-        try:
-            await core.presence.detach(link, reason=goodbye)
-        except StorageError:
-            # Not marked offline now; the machine goes offline by its heartbeat timeout
-            # or comes back first.
-            log.warning("presence of %s not stored: the database failed", link.machine_id)
+        # Never raises for the database: a presence change it cannot store now is
+        # kept and retried by the presence sweep.
+        await core.presence.detach(link, reason=goodbye)
         if goodbye is not None:
             await link.close(CloseCode.NORMAL, "goodbye")
 
@@ -117,7 +124,7 @@ async def _converse(core: Core, link: WsLink) -> str | None:
 async def _hello(link: WsLink) -> HelloFrame:
     """The connection's first frame, which must be a hello; raises TimeoutError when
     none comes in time, ProtocolError when another frame comes first."""
-    raw = await asyncio.wait_for(link.websocket.receive_text(), HELLO_TIMEOUT_S)
+    raw = await asyncio.wait_for(_receive(link), HELLO_TIMEOUT_S)
     try:
         frame = agent_frame(raw)
     except ValidationError as exc:
@@ -130,7 +137,7 @@ async def _hello(link: WsLink) -> HelloFrame:
 async def _read_frames(core: Core, link: WsLink, updates: set[asyncio.Task[None]]) -> str | None:
     bad_frames = 0
     while True:
-        raw = await link.websocket.receive_text()
+        raw = await _receive(link)
         link.touch()
         try:
             frame = agent_frame(raw)
@@ -153,6 +160,18 @@ async def _read_frames(core: Core, link: WsLink, updates: set[asyncio.Task[None]
             await core.progress.apply(link.machine_id, frame.progress)
         elif isinstance(frame, ShutdownFrame):
             return frame.reason
+
+
+async def _receive(link: WsLink) -> str:
+    """The next text frame; raises WebSocketDisconnect when the agent went away and
+    ProtocolError for a binary frame (the protocol is JSON text)."""
+    message = await link.websocket.receive()
+    if message["type"] == "websocket.disconnect":
+        raise WebSocketDisconnect(message.get("code", CloseCode.NORMAL), message.get("reason"))
+    text = message.get("text")
+    if text is None:
+        raise ProtocolError("text_expected", "frames are JSON text, a binary frame came")
+    return str(text)
 
 
 async def _apply(core: Core, link: WsLink, frame: RunUpdateFrame) -> None:
