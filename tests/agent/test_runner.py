@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from wcms.agent.journal import Journal
-from wcms.agent.runner import CANCELLED_BEFORE_START, EXPIRED, INTERRUPTED
+from wcms.agent.runner import CANCELLED_BEFORE_START, EXPIRED
 from wcms.protocol import RunState
 
 from .harness import Harness, is_gone, make_envelope, wait_until_gone
@@ -185,7 +185,10 @@ async def test_stopping_leaves_the_run_to_be_reported_interrupted(
     second.runner.recover()
     update = second.update(envelope.run_id)
     assert update is not None and update.state is RunState.FAILED
-    assert update.result is not None and update.result.error == INTERRUPTED
+    assert update.result is not None and update.result.interrupted
+    assert update.result.error == (
+        "interrupted: the agent was stopped while this ran, and ended it; it was not run again"
+    )
     assert second.runner.submit(envelope) is False
     journal.close()
 

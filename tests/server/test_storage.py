@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic import command as alembic_command
 from alembic.script import ScriptDirectory
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text, update
 
 from wcms.protocol import RunState, StatusReport
 from wcms.server.services.accounts import Accounts
@@ -62,6 +64,7 @@ def command(type_: str, payload: dict) -> NewCommand:
         priority=0,
         timeout_s=5,
         max_retries=0,
+        idempotent=False,
         expires_at=None,
         created_at=NOW,
         created_by=None,
@@ -381,8 +384,14 @@ def test_one_bad_heartbeat_costs_only_itself(engine_url):
         # The edge refuses such a value (see test_bad_input); the writer must survive
         # one that got past it all the same.
         poison = StatusReport.model_construct(
-            cpu_percent=1, ram_used=2**64, ram_total=2, ram_percent=50, disks=[], users=[],
-            uptime_s=0, process_count=0,
+            cpu_percent=1,
+            ram_used=2**64,
+            ram_total=2,
+            ram_percent=50,
+            disks=[],
+            users=[],
+            uptime_s=0,
+            process_count=0,
         )
         for n in range(6):
             writer.submit(f"m{n}", poison if n == 3 else good)
@@ -399,3 +408,58 @@ def test_one_bad_heartbeat_costs_only_itself(engine_url):
     machines, written = asyncio.run(go())
     assert machines == ["m0", "m1", "m2", "m3", "m4", "m5"]
     assert written == 6
+
+
+def test_migration_0004_keeps_existing_commands_runs_and_events(engine_url):
+    """It adds commands.idempotent (false for the commands already there) and widens
+    run exit codes without rebuilding a table: on SQLite a rebuild would delete every
+    row that cascades from it."""
+
+    async def go():
+        engine = create_engine(engine_url)
+        async with engine.begin() as conn:
+            await conn.run_sync(lambda c: alembic_command.upgrade(alembic_config(c), "0003"))
+            for statement in (
+                "INSERT INTO commands (id, type, selector, payload, priority, timeout_s,"
+                " max_retries, created_at) VALUES (1, 'execute', 'm1', '{}', 0, 5, 0,"
+                " '2026-01-01 12:00:00')",
+                "INSERT INTO command_runs (id, command_id, machine_id, state, attempt, priority,"
+                " created_at, stdout_truncated, stderr_truncated) VALUES (1, 1, 'm1', 'queued',"
+                " 1, 0, '2026-01-01 12:00:00', false, false)",
+                "INSERT INTO command_events (run_id, state, at) VALUES (1, 'queued',"
+                " '2026-01-01 12:00:00')",
+            ):
+                await conn.execute(text(statement))
+        await upgrade(engine)
+        async with engine.begin() as conn:
+            old = await command_store.get_command(conn, 1)
+            events = await run_store.events_of(conn, [1])
+            # A Windows exit code (STATUS_ACCESS_VIOLATION) past 32 bits.
+            await conn.execute(
+                update(command_runs).where(command_runs.c.id == 1).values(exit_code=0xC0000005)
+            )
+            [run] = await run_store.of_command(conn, 1)
+        await engine.dispose()
+        return old, events, run
+
+    old, events, run = asyncio.run(go())
+    assert old is not None and old.idempotent is False
+    assert [e.state for e in events] == ["queued"]
+    assert run.exit_code == 0xC0000005
+
+
+def test_an_idempotent_command_says_so_to_its_runs_reports(engine_url):
+    async def go():
+        engine = await fresh(engine_url)
+        await add_machine(engine, "m1")
+        new = replace(command("execute", {"command": "x"}), idempotent=True, max_retries=1)
+        async with engine.begin() as conn:
+            command_id, [(run_id, _)] = await command_store.create(conn, new, Births(["m1"]))
+            stored = await command_store.get_command(conn, command_id)
+            reported = await run_store.reported(conn, [run_id])
+        await engine.dispose()
+        return stored, reported[run_id]
+
+    stored, reported = asyncio.run(go())
+    assert stored is not None and stored.idempotent is True
+    assert (reported.idempotent, reported.max_retries) == (True, 1)

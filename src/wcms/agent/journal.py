@@ -7,7 +7,8 @@ until the server confirms it stored it, so no result is lost either.
 
 Entry states: ``started`` (the command was started), ``finished`` (it ended, or was
 refused, with the final state and result stored), ``cancelled`` (cancelled before it
-started; it never ran).
+started; it never ran). A started entry also names the process the command runs in, as
+soon as it exists, so that an agent restarted after a crash can find what is left of it.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ CREATE TABLE IF NOT EXISTS runs (
     started_at  REAL,
     finished_at REAL,
     acked       INTEGER NOT NULL DEFAULT 0,
+    timeout_s   REAL,
+    pgid        INTEGER,
+    pgid_started REAL,
+    stopped_at  REAL,
     PRIMARY KEY (run_id, attempt)
 );
 CREATE TABLE IF NOT EXISTS cancellations (
@@ -44,6 +49,33 @@ CREATE TABLE IF NOT EXISTS cancellations (
     at     REAL NOT NULL
 );
 """
+# Columns of ``runs`` that journals written by older agents lack: added when opened.
+# timeout_s: the run's time limit. pgid: its process (group), with pgid_started, when
+# that process started (a pid alone may name another process later). stopped_at: when
+# a graceful stop of the agent ended it.
+_ADDED_COLUMNS = (
+    ("timeout_s", "REAL"),
+    ("pgid", "INTEGER"),
+    ("pgid_started", "REAL"),
+    ("stopped_at", "REAL"),
+)
+
+
+@dataclass(frozen=True)
+class UnfinishedRun:
+    """A run journalled as started that never finished: the agent died or was stopped
+    while it ran."""
+
+    run_id: int
+    attempt: int
+    type: str | None
+    timeout_s: float | None
+    # The process it ran in and when that started; None if it started none (or the
+    # agent died before it could record it).
+    pgid: int | None
+    pgid_started: float | None
+    # A graceful stop of the agent ended it (rather than a crash).
+    stopped: bool
 
 
 @dataclass(frozen=True)
@@ -79,11 +111,21 @@ class Journal:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = FULL")
             self._db.executescript(_SCHEMA)
+            self._add_missing_columns()
         except sqlite3.Error as exc:
             raise JournalError(f"cannot open the run journal {path}: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_missing_columns(self) -> None:
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        missing = [(name, kind) for name, kind in _ADDED_COLUMNS if name not in present]
+        if not missing:
+            return
+        with self._transaction():
+            for name, kind in missing:
+                self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
     def lookup(self, run_id: int, attempt: int) -> JournalEntry | None:
         with self._errors("read"):
@@ -98,15 +140,35 @@ class Journal:
         """Record that the run is about to start; durable when this returns."""
         with self._errors("write"):
             self._db.execute(
-                "INSERT INTO runs (run_id, attempt, command_id, type, state, started_at)"
-                " VALUES (?, ?, ?, ?, 'started', ?)",
+                "INSERT INTO runs (run_id, attempt, command_id, type, state, started_at,"
+                " timeout_s) VALUES (?, ?, ?, ?, 'started', ?, ?)",
                 (
                     envelope.run_id,
                     envelope.attempt,
                     envelope.command_id,
                     envelope.type,
                     self._clock(),
+                    envelope.timeout_s,
                 ),
+            )
+
+    def record_process(self, run_id: int, attempt: int, *, pgid: int, started: float) -> None:
+        """Record the process a started run runs in (on POSIX the leader of its process
+        group) and when it started; durable when this returns."""
+        with self._errors("write"):
+            self._db.execute(
+                "UPDATE runs SET pgid = ?, pgid_started = ?"
+                " WHERE run_id = ? AND attempt = ? AND state = 'started'",
+                (pgid, started, run_id, attempt),
+            )
+
+    def mark_stopped(self, run_id: int, attempt: int) -> None:
+        """Record that a graceful stop of the agent ended this started run."""
+        with self._errors("write"):
+            self._db.execute(
+                "UPDATE runs SET stopped_at = ?"
+                " WHERE run_id = ? AND attempt = ? AND state = 'started'",
+                (self._clock(), run_id, attempt),
             )
 
     def finish(self, run_id: int, attempt: int, *, state: RunState, result: RunResult) -> None:
@@ -159,21 +221,25 @@ class Journal:
             ).fetchone()
         return row is not None
 
-    def interrupt_unfinished(self, result: RunResult) -> list[RunUpdate]:
-        """Mark every run still ``started`` (the agent died while it ran) as failed with
-        ``result``; returns their final reports."""
-        with self._errors("write"), self._transaction():
+    def unfinished(self) -> list[UnfinishedRun]:
+        """Runs still ``started``: the previous agent process died or stopped while they
+        ran. Oldest first."""
+        with self._errors("read"):
             rows = self._db.execute(
-                "SELECT run_id, attempt FROM runs WHERE state = 'started'"
+                "SELECT run_id, attempt, type, timeout_s, pgid, pgid_started, stopped_at"
+                " FROM runs WHERE state = 'started' ORDER BY started_at, run_id, attempt"
             ).fetchall()
-            self._db.execute(
-                "UPDATE runs SET state = 'finished', final_state = ?, result = ?,"
-                " finished_at = ? WHERE state = 'started'",
-                (RunState.FAILED.value, result.model_dump_json(), self._clock()),
-            )
         return [
-            RunUpdate(run_id=run_id, attempt=attempt, state=RunState.FAILED, result=result)
-            for run_id, attempt in rows
+            UnfinishedRun(
+                run_id=run_id,
+                attempt=attempt,
+                type=type_,
+                timeout_s=timeout_s,
+                pgid=pgid,
+                pgid_started=pgid_started,
+                stopped=stopped_at is not None,
+            )
+            for run_id, attempt, type_, timeout_s, pgid, pgid_started, stopped_at in rows
         ]
 
     def unacked(self) -> list[RunUpdate]:

@@ -191,6 +191,7 @@ class Agent:
             actions=actions,
             files=ServerFileStore(client),
             max_output_chars=config.max_output_bytes,
+            platform=self.platform,
         )
 
     def _build_connection(

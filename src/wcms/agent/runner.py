@@ -4,7 +4,9 @@ Transports hand it every :class:`RunEnvelope` and cancel they receive, duplicate
 included (the server re-sends undone runs on every reconnect and poll). It consults the
 journal before anything else, so a run attempt is started at most once across
 reconnects and restarts; and every report it makes goes through the outbox, which keeps
-it until the server confirms it.
+it until the server confirms it. A run the previous agent process did not see end is
+reported failed and interrupted once nothing of it runs any more: the server then
+retries it only if its command is idempotent.
 """
 
 from __future__ import annotations
@@ -14,18 +16,20 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 
 from wcms.agent.actions import ActionContext, ActionOutcome, ActionRegistry
 from wcms.agent.errors import JournalError
 from wcms.agent.files import FileStore
-from wcms.agent.journal import EntryState, Journal, JournalEntry
+from wcms.agent.journal import EntryState, Journal, JournalEntry, UnfinishedRun
 from wcms.agent.outbox import Outbox, RunKey
+from wcms.agent.platform import Platform, current_platform
+from wcms.agent.platform.base import Leftovers
 from wcms.agent.progress import ProgressQueue, RunProgressReporter
 from wcms.protocol import RunEnvelope, RunResult, RunState, RunUpdate
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted: the agent stopped while this command was running; it was not run again"
 EXPIRED = "expired before it started"
 CANCELLED_BEFORE_START = "cancelled before it started"
 # How long an action may take to honour a cancel before its task is cancelled.
@@ -55,10 +59,12 @@ class RunManager:
         progress: ProgressQueue | None = None,
         files: FileStore | None = None,
         max_output_chars: int = 64 * 1024,
+        platform: Platform | None = None,
     ) -> None:
         self._journal = journal
         self._outbox = outbox
         self._actions = actions
+        self._platform = platform or current_platform()
         self.progress = progress or ProgressQueue()
         self._files = files or FileStore()
         self._max_output_chars = max_output_chars
@@ -66,11 +72,12 @@ class RunManager:
         self._stopping = False
 
     def recover(self) -> None:
-        """At start: report runs the previous agent process left unfinished as
-        interrupted (they are not run again), and queue every final report the server
-        has not confirmed; forget old confirmed ones."""
-        for update in self._journal.interrupt_unfinished(RunResult(error=INTERRUPTED)):
-            log.warning("run %s/%s: %s", update.run_id, update.attempt, INTERRUPTED)
+        """At start: end the runs the previous agent process left unfinished (it died
+        or was stopped while they ran): kill what is left of them and report them failed
+        and interrupted; they are not run again. Then queue every final report the
+        server has not confirmed, and forget old confirmed ones."""
+        for run in self._journal.unfinished():
+            self._interrupt(run)
         for update in self._journal.unacked():
             self._outbox.put(update)
         self._journal.prune(ACKED_RETENTION_S)
@@ -116,12 +123,47 @@ class RunManager:
 
     async def shutdown(self) -> None:
         """Stop for good: kill running commands and leave their journal entries
-        ``started``, so the next agent start reports them as interrupted."""
+        ``started``, marked as ended by the stop, so that the next agent start makes
+        sure nothing of them is left and reports them as interrupted."""
         self._stopping = True
+        keys = list(self._active)
         tasks = [run.task for run in self._active.values() if run.task is not None]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for key in keys:
+            try:
+                self._journal.mark_stopped(*key)
+            except JournalError:
+                log.exception("run %s/%s: could not journal that the stop ended it", *key)
+
+    def _interrupt(self, run: UnfinishedRun) -> None:
+        """Report a run the previous agent process did not see end."""
+        key = (run.run_id, run.attempt)
+        # 1. Nothing of it may run on once it is reported over: kill what is left.
+        found = self._kill_leftovers(run)
+        # 2. Then journal and report it, saying what is known.
+        if run.stopped:
+            opening = "interrupted: the agent was stopped while this ran, and ended it"
+        else:
+            opening = "interrupted: the agent stopped while this ran"
+        error = "; ".join(part for part in (opening, found, "it was not run again") if part)
+        result = RunResult(error=error, interrupted=True)
+        self._journal.finish(*key, state=RunState.FAILED, result=result)
+        log.warning("run %s/%s (%s): %s", key[0], key[1], run.type, error)
+
+    def _kill_leftovers(self, run: UnfinishedRun) -> str | None:
+        """Kill what still runs of ``run``; says what was found, None if nothing is."""
+        if run.pgid is None or run.pgid_started is None:
+            # It started no process that could outlive the agent, or the agent died
+            # before it could journal one.
+            return None
+        try:
+            leftovers = self._platform.kill_leftovers(run.pgid, started=run.pgid_started)
+        except OSError as exc:
+            log.exception("run %s/%s: could not look for its processes", run.run_id, run.attempt)
+            return f"its processes could not be looked for ({exc})"
+        return _leftover_words(leftovers, stopped=run.stopped)
 
     def _start(self, envelope: RunEnvelope) -> None:
         # 1. Journal first, durably: if the agent dies from here on, the run is
@@ -138,10 +180,14 @@ class RunManager:
     async def _execute(self, run: _ActiveRun) -> None:
         envelope = run.envelope
         started = time.monotonic()
-        reporter = RunProgressReporter(
-            self.progress, envelope.run_id, envelope.attempt, limit=self._max_output_chars
+        key = (envelope.run_id, envelope.attempt)
+        reporter = RunProgressReporter(self.progress, *key, limit=self._max_output_chars)
+        ctx = ActionContext(
+            cancelled=run.cancelled,
+            progress=reporter,
+            files=self._files,
+            on_process=partial(self._record_process, key),
         )
-        ctx = ActionContext(cancelled=run.cancelled, progress=reporter, files=self._files)
         try:
             outcome = await asyncio.wait_for(
                 self._actions.run(envelope, ctx), envelope.timeout_s + TIMEOUT_GRACE_S
@@ -176,6 +222,15 @@ class RunManager:
         self._outbox.put(
             RunUpdate(run_id=key[0], attempt=key[1], state=outcome.state, result=outcome.result)
         )
+
+    def _record_process(self, key: RunKey, pid: int, started: float) -> None:
+        # 3b. The action started its process: journal it at once, so that if the agent
+        #     dies from here on, its next start finds and kills what is left of it.
+        try:
+            self._journal.record_process(*key, pgid=pid, started=started)
+        except JournalError:
+            # The run goes on; only a crash before it ends would leave it unreaped.
+            log.exception("run %s/%s: could not journal its process", *key)
 
     def _force_cancel(self, run: _ActiveRun) -> None:
         """The action did not honour the cancel in time: cancel its task."""
@@ -221,6 +276,23 @@ def _expired(envelope: RunEnvelope) -> bool:
     if expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
     return expires_at <= datetime.now(UTC)
+
+
+def _leftover_words(leftovers: Leftovers | None, *, stopped: bool) -> str | None:
+    """What was found of an interrupted run's processes, in words; None if there is
+    nothing to add (a stop that ended the run says so already)."""
+    if leftovers is None:
+        return None if stopped else "the system ended its processes with the agent"
+    parts = []
+    if leftovers.killed == 1:
+        parts.append("its 1 remaining process was killed")
+    elif leftovers.killed:
+        parts.append(f"its {leftovers.killed} remaining processes were killed")
+    if leftovers.alive:
+        parts.append(f"{leftovers.alive} of its processes could not be killed")
+    if not parts and not stopped:
+        parts.append("its processes had already ended")
+    return "; ".join(parts) or None
 
 
 def _outcome(state: RunState, error: str) -> ActionOutcome:

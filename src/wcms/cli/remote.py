@@ -26,7 +26,25 @@ TimeoutOpt = Annotated[
 ]
 WaitOpt = Annotated[
     float | None,
-    typer.Option("--wait", min=0, help="Seconds to wait for results (default: timeout + 15)"),
+    typer.Option(
+        "--wait",
+        min=0,
+        help="Seconds to wait for results (default: timeout + 15, per attempt with --retries)",
+    ),
+]
+RetriesOpt = Annotated[
+    int,
+    typer.Option(
+        "--retries", min=0, max=10, help="Run again on a machine where it failed or timed out"
+    ),
+]
+IdempotentFlag = Annotated[
+    bool,
+    typer.Option(
+        "--idempotent",
+        help="Safe to run twice: a run its agent was interrupted in (killed, power loss) "
+        "is retried too (with --retries); otherwise it is reported failed, not repeated",
+    ),
 ]
 
 
@@ -73,13 +91,16 @@ def exec_(
     as_json: JsonFlag = False,
     timeout: TimeoutOpt = 300.0,
     wait: WaitOpt = None,
+    retries: RetriesOpt = 0,
+    idempotent: IdempotentFlag = False,
 ) -> None:
     """Run a shell command on machines and print each one's exit code and output.
 
     Exits non-zero if any machine failed, timed out, or did not answer in time.
     """
     payload = {"command": " ".join(command)}
-    _run_and_report(selector, "execute", payload, as_json=as_json, timeout=timeout, wait=wait)
+    request = _request(selector, "execute", payload, timeout, retries, idempotent=idempotent)
+    _run_and_report(request, as_json=as_json, wait=wait)
 
 
 def send(
@@ -91,6 +112,8 @@ def send(
     as_json: JsonFlag = False,
     timeout: TimeoutOpt = 300.0,
     wait: WaitOpt = None,
+    retries: RetriesOpt = 0,
+    idempotent: IdempotentFlag = False,
 ) -> None:
     """Send any command type with key=value payload fields, then wait like `exec`.
 
@@ -99,7 +122,8 @@ def send(
     file PATH and sends its id (print file=@handout.pdf).
     """
     payload = upload_files(parse_params(params or []))
-    _run_and_report(selector, command_type, payload, as_json=as_json, timeout=timeout, wait=wait)
+    request = _request(selector, command_type, payload, timeout, retries, idempotent=idempotent)
+    _run_and_report(request, as_json=as_json, wait=wait)
 
 
 def revoke(machine: Annotated[str, typer.Argument(help="Machine id")]) -> None:
@@ -153,20 +177,31 @@ def upload_files(payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-def _run_and_report(
+def _request(
     selector: str,
     command_type: str,
     payload: dict[str, Any],
-    *,
-    as_json: bool,
     timeout: float,
-    wait: float | None,
-) -> None:
-    client = ApiClient.from_env()
-    created = client.create_command(
-        CommandCreate(selector=selector, type=command_type, payload=payload, timeout_s=timeout)
+    retries: int,
+    *,
+    idempotent: bool,
+) -> CommandCreate:
+    return CommandCreate(
+        selector=selector,
+        type=command_type,
+        payload=payload,
+        timeout_s=timeout,
+        max_retries=retries,
+        idempotent=idempotent,
     )
-    deadline = time.monotonic() + (wait if wait is not None else timeout + 15)
+
+
+def _run_and_report(request: CommandCreate, *, as_json: bool, wait: float | None) -> None:
+    client = ApiClient.from_env()
+    created = client.create_command(request)
+    attempts = request.max_retries + 1
+    default_wait = (request.timeout_s + 15) * attempts
+    deadline = time.monotonic() + (wait if wait is not None else default_wait)
     out = created
     while not out.done:
         remaining = deadline - time.monotonic()

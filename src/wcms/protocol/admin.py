@@ -132,6 +132,7 @@ class CommandOut(Body):
     priority: int
     timeout_s: float
     max_retries: int
+    idempotent: bool = False
     created_at: datetime
     expires_at: datetime | None = None
     created_by: str | None = None

@@ -62,7 +62,16 @@ class Settings(BaseSettings):
         description="Largest file accepted: documents to print, screenshots, in bytes",
     )
     run_timeout_slack: float = Field(
-        default=60.0, ge=0, description="Extra seconds before an unanswered run is timed out"
+        default=60.0,
+        ge=0,
+        description="Extra seconds, beyond a run's timeout counted from its start, before "
+        "a run whose agent sends no result is timed out",
+    )
+    delivery_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds a delivered run waits for its agent to acknowledge it (report "
+        "it running) before it goes back to the queue to be offered again",
     )
     demo: bool = Field(default=False, description="Demo mode: relaxed defaults for a try-out")
     log_level: str = Field(default="info", description="debug, info, warning or error")

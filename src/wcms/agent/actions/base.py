@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +38,10 @@ class ActionOutcome:
         return cls(RunState.SUCCEEDED, RunResult(exit_code=0, stdout=text, data=data))
 
 
+def _unrecorded(pid: int, started: float) -> None:
+    """Where no run manager records processes (an action run on its own)."""
+
+
 @dataclass(frozen=True)
 class ActionContext:
     """What the run manager gives one run besides its envelope."""
@@ -48,6 +53,11 @@ class ActionContext:
     progress: Progress = field(default_factory=Progress)
     # Files on the server: documents to print, screenshots.
     files: FileStore = field(default_factory=FileStore)
+    # An action that starts a process which could outlive the agent (a shell and what
+    # it starts) calls this with its pid and start time right after starting it: the
+    # run manager journals them, so that a restarted agent can find and kill what is
+    # left of a run the previous one did not see end.
+    on_process: Callable[[int, float], None] = _unrecorded
 
 
 @dataclass(frozen=True)

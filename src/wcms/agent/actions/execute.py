@@ -67,6 +67,7 @@ class ExecuteAction(Action):
             child = await self._spawn(payload, env=env, protocol=protocol)
         except OSError as exc:
             return ActionOutcome.failed(f"could not start the command: {exc}")
+        ctx.on_process(child.pid, child.started)
         ending = await _supervise(
             child, protocol, cancelled=ctx.cancelled, timeout_s=envelope.timeout_s
         )

@@ -15,12 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from wcms.agent.service import ServiceSpec
 from wcms.protocol import PowerPayload
 from wcms.protocol.actions import CreateUserPayload, PrintPayload
 
 # Prefix of the app-specific machine id hash; changing it changes every machine's id.
 _APP_ID_PREFIX = "wcms:"
+# How far the start time the system reports for a process may be from the one recorded
+# when it started (the system counts in clock ticks) for it to be the same process.
+START_TIME_TOLERANCE_S = 1.0
 
 
 def app_specific_id(raw: str) -> str:
@@ -37,6 +42,15 @@ def decode_utf8(data: bytes, *, complete: bool) -> str:
     return decoder.decode(data, final=complete)
 
 
+def process_start_time(pid: int, *, fallback: float) -> float:
+    """When process ``pid`` started, in seconds since the epoch; ``fallback`` (a time
+    taken just before it was started) if it already ended and was reaped."""
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return fallback
+
+
 @dataclass(frozen=True)
 class OsInfo:
     name: str
@@ -44,11 +58,25 @@ class OsInfo:
     pretty: str
 
 
+@dataclass(frozen=True)
+class Leftovers:
+    """What a new agent process found still running of a command the previous one
+    started and did not see end."""
+
+    # Found running and killed.
+    killed: int = 0
+    # Found running and still there after the kill (no permission to kill them).
+    alive: int = 0
+
+
 class ShellProcess:
     """A running shell command, with the means to kill everything it started."""
 
-    def __init__(self, transport: asyncio.SubprocessTransport) -> None:
+    def __init__(self, transport: asyncio.SubprocessTransport, *, started: float) -> None:
         self.transport = transport
+        # When the shell started, as the system records it: with the pid, it tells this
+        # process from a later one given the same pid.
+        self.started = started
 
     @property
     def pid(self) -> int:
@@ -100,7 +128,16 @@ class Platform:
         protocol: Callable[[], asyncio.SubprocessProtocol],
     ) -> ShellProcess:
         """Start ``command`` through the platform's shell, in its own process group,
-        stdin closed, stdout and stderr piped to ``protocol``."""
+        stdin closed, stdout and stderr piped to ``protocol``. The shell and all it
+        starts die with the agent where the system allows it; elsewhere
+        :meth:`kill_leftovers` ends them when the agent starts again."""
+        raise NotImplementedError
+
+    def kill_leftovers(self, pid: int, *, started: float) -> Leftovers | None:
+        """Kill what still runs of a command whose shell had ``pid`` and ``started`` at
+        that time, started by a previous agent process that did not see it end (the
+        agent was killed or stopped); wait for it to go. None where there is nothing to
+        look for: the system ended the command's processes with the agent."""
         raise NotImplementedError
 
     def decode_output(self, data: bytes, *, complete: bool) -> str:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +21,10 @@ from wcms.protocol.actions import CreateUserPayload, PrintPayload
 
 assert sys.platform != "win32"
 
+log = logging.getLogger(__name__)
+
+# util-linux's setpriv: since 2.33 it sets a parent-death signal before it runs a command.
+SETPRIV = Path("/usr/bin/setpriv")
 MACHINE_ID_FILES = (Path("/etc/machine-id"), Path("/var/lib/dbus/machine-id"))
 PROTECTED_DIRS = (
     "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/proc",
@@ -30,9 +37,27 @@ _CPU_KEYS = ("model name", "hardware", "model", "cpu model")
 class LinuxPlatform(posix.PosixPlatform):
     name = "linux"
 
-    def __init__(self, *, machine_id_files: Sequence[Path] = MACHINE_ID_FILES) -> None:
+    def __init__(
+        self,
+        *,
+        machine_id_files: Sequence[Path] = MACHINE_ID_FILES,
+        setpriv: Path | None = SETPRIV,
+    ) -> None:
         super().__init__()
         self._machine_id_files = tuple(machine_id_files)
+        self._setpriv = setpriv if setpriv is not None and setpriv.is_file() else None
+        # Whether that setpriv can do it is found out at the first command.
+        self._prefix: tuple[str, ...] | None = None
+
+    async def _shell_prefix(self) -> tuple[str, ...]:
+        # The kernel kills the shell when the agent dies (PR_SET_PDEATHSIG), set by
+        # setpriv between the fork and the shell: preexec_fn could set it too, but is
+        # unsafe in a process with threads. The signal reaches the shell only (and
+        # comes when the thread that started it ends: the event loop's); what the shell
+        # started is killed by the next agent start, with kill_leftovers.
+        if self._prefix is None:
+            self._prefix = await _death_signal_prefix(self._setpriv, shell=self.shell)
+        return self._prefix
 
     def os_machine_id(self) -> str | None:
         for path in self._machine_id_files:
@@ -122,3 +147,35 @@ class LinuxPlatform(posix.PosixPlatform):
             return await linux_admin.logoff([user])
         users = sorted({u.name for u in psutil.users() if u.name and u.name != "root"})
         return await linux_admin.logoff(users)
+
+
+async def _death_signal_prefix(setpriv: Path | None, *, shell: str) -> tuple[str, ...]:
+    """The argv prefix that gives a command SIGKILL as its parent-death signal, if this
+    system's setpriv can (tried once on ``shell``); else ()."""
+    consequence = "a command runs on if the agent is killed, until the agent starts again"
+    if setpriv is None:
+        log.warning("%s (util-linux) is missing: %s", SETPRIV, consequence)
+        return ()
+    prefix = (str(setpriv), "--pdeathsig", "KILL", "--")
+    try:
+        probe = await asyncio.create_subprocess_exec(
+            *prefix,
+            shell,
+            "-c",
+            "exit 0",
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    except OSError as exc:
+        log.warning("cannot run %s (%s): %s", setpriv, exc, consequence)
+        return ()
+    try:
+        code = await asyncio.wait_for(probe.wait(), 10)
+    except TimeoutError:
+        probe.kill()
+        code = await probe.wait()
+    if code != 0:
+        log.warning("%s cannot set a parent-death signal (needs 2.33): %s", setpriv, consequence)
+        return ()
+    return prefix

@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import ctypes
 import os
 import platform
 import signal
 import sys
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -23,11 +25,13 @@ import psutil
 
 from wcms.agent.platform import windows_admin, windows_service
 from wcms.agent.platform.base import (
+    Leftovers,
     OsInfo,
     Platform,
     ShellProcess,
     app_specific_id,
     decode_utf8,
+    process_start_time,
 )
 from wcms.agent.platform.windows_admin import Win32Api
 from wcms.agent.service import ServiceSpec
@@ -35,7 +39,6 @@ from wcms.protocol import PowerPayload
 from wcms.protocol.actions import CreateUserPayload, PrintPayload
 
 if sys.platform == "win32":
-    import ctypes
     import msvcrt
     import subprocess
     import winreg
@@ -44,14 +47,64 @@ if sys.platform == "win32":
 _WINDOWS_ONLY = "this needs Windows"
 _PROCESS_TERMINATE = 0x0001
 _PROCESS_SET_QUOTA = 0x0100
+# SetInformationJobObject's JobObjectExtendedLimitInformation, and the limit that kills
+# the job's processes when its last handle closes (the agent's, also when it dies).
+_JOB_EXTENDED_LIMITS = 9
+JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x2000
+
+
+class _IoCounters(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_uint64)
+        for name in (
+            "ReadOperationCount",
+            "WriteOperationCount",
+            "OtherOperationCount",
+            "ReadTransferCount",
+            "WriteTransferCount",
+            "OtherTransferCount",
+        )
+    ]
+
+
+class _BasicLimits(ctypes.Structure):
+    """JOBOBJECT_BASIC_LIMIT_INFORMATION."""
+
+    _fields_ = [
+        ("PerProcessUserTimeLimit", ctypes.c_int64),
+        ("PerJobUserTimeLimit", ctypes.c_int64),
+        ("LimitFlags", ctypes.c_uint32),
+        ("MinimumWorkingSetSize", ctypes.c_size_t),
+        ("MaximumWorkingSetSize", ctypes.c_size_t),
+        ("ActiveProcessLimit", ctypes.c_uint32),
+        ("Affinity", ctypes.c_size_t),
+        ("PriorityClass", ctypes.c_uint32),
+        ("SchedulingClass", ctypes.c_uint32),
+    ]
+
+
+class JobLimits(ctypes.Structure):
+    """JOBOBJECT_EXTENDED_LIMIT_INFORMATION."""
+
+    _fields_ = [
+        ("BasicLimitInformation", _BasicLimits),
+        ("IoInfo", _IoCounters),
+        ("ProcessMemoryLimit", ctypes.c_size_t),
+        ("JobMemoryLimit", ctypes.c_size_t),
+        ("PeakProcessMemoryUsed", ctypes.c_size_t),
+        ("PeakJobMemoryUsed", ctypes.c_size_t),
+    ]
 
 
 class WindowsShellProcess(ShellProcess):
     """A command whose process tree is held in a job object, so that children the
-    command started are killed with it even after ``cmd.exe`` itself exited."""
+    command started are killed with it even after ``cmd.exe`` itself exited, and
+    with the agent if it dies while the command runs."""
 
-    def __init__(self, transport: asyncio.SubprocessTransport, job: int | None) -> None:
-        super().__init__(transport)
+    def __init__(
+        self, transport: asyncio.SubprocessTransport, job: int | None, *, started: float
+    ) -> None:
+        super().__init__(transport, started=started)
         self._job = job
 
     def kill_tree(self) -> None:
@@ -66,7 +119,11 @@ class WindowsShellProcess(ShellProcess):
     def close(self) -> None:
         super().close()
         if sys.platform == "win32" and self._job is not None:
-            _kernel32().CloseHandle(self._job)
+            kernel32 = _kernel32()
+            # Over: what the command left running in the background (a server it
+            # started) lives on, as on Linux, instead of dying with the handle.
+            set_kill_on_close(kernel32, self._job, enabled=False)
+            kernel32.CloseHandle(self._job)
             self._job = None
 
 
@@ -192,6 +249,7 @@ class WindowsPlatform(WindowsActions, Platform):
                 | subprocess.CREATE_NO_WINDOW
                 | subprocess.NORMAL_PRIORITY_CLASS
             )
+            before = time.time()
             transport, _ = await asyncio.get_running_loop().subprocess_shell(
                 protocol,
                 command,
@@ -202,8 +260,18 @@ class WindowsPlatform(WindowsActions, Platform):
                 env=dict(env),
                 creationflags=flags,
             )
-            return WindowsShellProcess(transport, _job_for(transport.get_pid()))
+            pid = transport.get_pid()
+            return WindowsShellProcess(
+                transport,
+                job_for(_kernel32(), pid),
+                started=process_start_time(pid, fallback=before),
+            )
         raise NotImplementedError(_WINDOWS_ONLY)
+
+    def kill_leftovers(self, pid: int, *, started: float) -> Leftovers | None:
+        # The command's job object was set to kill its processes when its last handle
+        # closed: Windows closed it when the agent's process ended.
+        return None
 
     def decode_output(self, data: bytes, *, complete: bool) -> str:
         # Strict, but an incomplete character at the end of cut-off output is allowed.
@@ -280,23 +348,42 @@ if sys.platform == "win32":
         kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
         kernel32.CreateJobObjectW.restype = wintypes.HANDLE
         kernel32.OpenProcess.restype = wintypes.HANDLE
+        kernel32.SetInformationJobObject.argtypes = [
+            wintypes.HANDLE,
+            ctypes.c_int,
+            ctypes.c_void_p,
+            wintypes.DWORD,
+        ]
         return kernel32
 
-    def _job_for(pid: int) -> int | None:
-        """A job object holding process ``pid``, or None if Windows refuses one.
 
-        Children the command starts before it is assigned escape the job; the psutil
-        fallback in kill_tree covers those still attached to the tree.
-        """
-        kernel32 = _kernel32()
-        job = kernel32.CreateJobObjectW(None, None)
-        if not job:
-            return None
-        process = kernel32.OpenProcess(_PROCESS_SET_QUOTA | _PROCESS_TERMINATE, False, pid)
-        assigned = bool(process) and bool(kernel32.AssignProcessToJobObject(job, process))
-        if process:
-            kernel32.CloseHandle(process)
-        if not assigned:
-            kernel32.CloseHandle(job)
-            return None
-        return int(job)
+def job_for(kernel32: Any, pid: int) -> int | None:
+    """A job object holding process ``pid``, that kills it and its children when its
+    last handle closes; None if Windows refuses one. ``kernel32`` is the DLL.
+
+    Children the command starts before it is assigned escape the job; the psutil
+    fallback in kill_tree covers those still attached to the tree.
+    """
+    job = kernel32.CreateJobObjectW(None, None)
+    if not job:
+        return None
+    # Refused, the job still serves kill_tree; only a dying agent leaves it running.
+    set_kill_on_close(kernel32, job, enabled=True)
+    process = kernel32.OpenProcess(_PROCESS_SET_QUOTA | _PROCESS_TERMINATE, False, pid)
+    assigned = bool(process) and bool(kernel32.AssignProcessToJobObject(job, process))
+    if process:
+        kernel32.CloseHandle(process)
+    if not assigned:
+        kernel32.CloseHandle(job)
+        return None
+    return int(job)
+
+
+def set_kill_on_close(kernel32: Any, job: int, *, enabled: bool) -> bool:
+    """Set or clear the job's JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE; False if refused."""
+    limits = JobLimits()
+    limits.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE if enabled else 0
+    done = kernel32.SetInformationJobObject(
+        job, _JOB_EXTENDED_LIMITS, ctypes.pointer(limits), ctypes.sizeof(limits)
+    )
+    return bool(done)

@@ -32,6 +32,8 @@ class NewCommand:
     priority: int
     timeout_s: float
     max_retries: int
+    # Safe to run twice: a run its agent was interrupted in is retried too.
+    idempotent: bool
     expires_at: datetime | None
     created_at: datetime
     created_by: str | None

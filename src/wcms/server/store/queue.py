@@ -90,11 +90,12 @@ async def expired_queued(conn: AsyncConnection, *, now: datetime) -> list[int]:
     return [int(run_id) for run_id in result.scalars()]
 
 
-async def overdue(conn: AsyncConnection, *, now: datetime) -> list[int]:
-    """Delivered or running runs whose result deadline has passed."""
+async def overdue(conn: AsyncConnection, state: RunState, *, now: datetime) -> list[int]:
+    """Runs in ``state`` past their deadline: delivered ones their agent never
+    acknowledged, running ones whose result did not come in time."""
     result = await conn.execute(
         select(command_runs.c.id).where(
-            command_runs.c.state.in_([RunState.DELIVERED.value, RunState.RUNNING.value]),
+            command_runs.c.state == state.value,
             command_runs.c.deadline_at.is_not(None),
             command_runs.c.deadline_at <= now,
         )

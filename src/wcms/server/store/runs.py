@@ -77,6 +77,7 @@ class ReportedRun:
     delivered_at: datetime | None
     started_at: datetime | None
     max_retries: int
+    idempotent: bool
     sealed_secrets: str | None
 
 
@@ -115,7 +116,8 @@ class Move:
     attempt: int | None = None
     # Why the run ended, stored on it (cancelled, expired, timed out).
     error: str | None = None
-    # For ``delivered``: by when a result must arrive.
+    # For ``delivered``: by when the agent must acknowledge the run (report it
+    # running); for ``running``: by when its result must arrive.
     deadline: datetime | None = None
     # The event's detail: per run, else the one for all.
     detail: str | None = None
@@ -166,7 +168,7 @@ async def transition(conn: AsyncConnection, run_ids: Sequence[int], move: Move) 
 # Column name -> value for the UPDATE that moves the runs.
 def _stamps(move: Move) -> dict[str, Any]:
     if move.to == RunState.RUNNING:
-        return {"started_at": move.at}
+        return {"started_at": move.at, "deadline_at": move.deadline}
     if move.to == RunState.DELIVERED:
         return {"delivered_at": move.at, "deadline_at": move.deadline}
     stamps: dict[str, Any] = {"finished_at": move.at}
@@ -224,16 +226,24 @@ async def undeliver(
 
 
 async def mark_delivered(
-    conn: AsyncConnection, run_ids: Sequence[int], *, at: datetime, slack: float
+    conn: AsyncConnection, run_ids: Sequence[int], *, at: datetime, ack_within: float
 ) -> list[int]:
-    """queued -> delivered, with the deadline by which a result must arrive: the
-    command's timeout plus ``slack``."""
+    """queued -> delivered, to be acknowledged within ``ack_within`` seconds."""
+    deadline = at + timedelta(seconds=ack_within)
+    return await transition(conn, run_ids, Move(RunState.DELIVERED, at, deadline=deadline))
+
+
+async def mark_running(
+    conn: AsyncConnection, run_ids: Sequence[int], *, at: datetime, attempt: int, slack: float
+) -> list[int]:
+    """-> running (the agent's acknowledgement), with the deadline by which a result
+    must arrive: the command's timeout from now, plus ``slack``."""
     if not run_ids:
         return []
     rows = await conn.execute(
         select(command_runs.c.id, commands.c.timeout_s)
         .join(commands, commands.c.id == command_runs.c.command_id)
-        .where(command_runs.c.id.in_(run_ids), command_runs.c.state == RunState.QUEUED.value)
+        .where(command_runs.c.id.in_(run_ids))
     )
     by_timeout: dict[float, list[int]] = {}
     for run_id, timeout_s in rows:
@@ -241,7 +251,8 @@ async def mark_delivered(
     moved: list[int] = []
     for timeout_s, ids in by_timeout.items():
         deadline = at + timedelta(seconds=timeout_s + slack)
-        moved += await transition(conn, ids, Move(RunState.DELIVERED, at, deadline=deadline))
+        move = Move(RunState.RUNNING, at, attempt=attempt, deadline=deadline)
+        moved += await transition(conn, ids, move)
     return moved
 
 
@@ -307,8 +318,11 @@ async def reported(conn: AsyncConnection, run_ids: Iterable[int]) -> dict[int, R
     """Runs by id with what applying an agent's report needs from their command."""
     query = (
         select(
-            *columns(command_runs, ReportedRun, omit=("max_retries", "sealed_secrets")),
+            *columns(
+                command_runs, ReportedRun, omit=("max_retries", "idempotent", "sealed_secrets")
+            ),
             commands.c.max_retries,
+            commands.c.idempotent,
             commands.c.sealed_secrets,
         )
         .join(commands, commands.c.id == command_runs.c.command_id)

@@ -184,6 +184,8 @@ commands = Table(
     Column("priority", Integer, nullable=False, default=0),
     Column("timeout_s", Float, nullable=False),
     Column("max_retries", Integer, nullable=False, default=0),
+    # Safe to run twice: a run its agent was interrupted in is retried too.
+    Column("idempotent", Boolean, nullable=False, default=False),
     Column("expires_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False, index=True),
     Column("created_by", String(128)),
@@ -206,7 +208,8 @@ command_runs = Table(
     Column("delivered_at", UTCDateTime),
     Column("started_at", UTCDateTime),
     Column("finished_at", UTCDateTime),
-    Column("exit_code", Integer),
+    # 64 bits: Windows exit codes are unsigned 32-bit (0xC0000005).
+    Column("exit_code", BigInteger),
     Column("stdout", Text),
     Column("stderr", Text),
     Column("stdout_truncated", Boolean, nullable=False, default=False),

@@ -70,7 +70,7 @@ class Delivery:
         if sent:
             async with self._db.begin() as conn:
                 await store.mark_delivered(
-                    conn, sent, at=utcnow(), slack=self._settings.run_timeout_slack
+                    conn, sent, at=utcnow(), ack_within=self._settings.delivery_timeout
                 )
 
     async def undeliver(self, run_ids: Sequence[int]) -> None:
@@ -101,7 +101,9 @@ class Delivery:
                 machine_id, []
             )
             queued = [run.run_id for run in runs if run.state == RunState.QUEUED]
-            await store.mark_delivered(conn, queued, at=now, slack=self._settings.run_timeout_slack)
+            await store.mark_delivered(
+                conn, queued, at=now, ack_within=self._settings.delivery_timeout
+            )
         return CommandPoll(runs=[self.envelope(run) for run in runs], cancels=list(cancels))
 
     def envelope(self, run: PendingRun) -> RunEnvelope:

@@ -64,7 +64,8 @@ class Lifecycle:
         expires_at = now + timedelta(seconds=request.expires_in_s) if request.expires_in_s else None
         secrets = reveal_secrets(payload)
         redacted = redact_payload(payload)
-        deadline = now + timedelta(seconds=request.timeout_s + self._settings.run_timeout_slack)
+        # Runs pushed now must be acknowledged by then, or they are queued again.
+        deadline = now + timedelta(seconds=self._settings.delivery_timeout)
         async with self._db.begin() as conn:
             machine_ids = list(dict.fromkeys(await resolve_request(conn, request)))
             routes = await routing.plan(conn, request.type, payload, machine_ids)
@@ -83,6 +84,7 @@ class Lifecycle:
                     priority=request.priority,
                     timeout_s=request.timeout_s,
                     max_retries=request.max_retries,
+                    idempotent=request.idempotent,
                     expires_at=expires_at,
                     created_at=now,
                     created_by=actor.name,
@@ -111,6 +113,7 @@ class Lifecycle:
             timeout_s=request.timeout_s,
             priority=request.priority,
             expires_at=expires_at,
+            expires_in_s=request.expires_in_s,
         )
         _, unsent = await self._delivery.offer(
             [
@@ -193,7 +196,10 @@ class Lifecycle:
         return len(moved)
 
     async def sweep(self) -> None:
-        """Expire queued runs past their expiry; time out runs whose agent never answered."""
+        """Expire queued runs past their expiry; queue again delivered runs their agent
+        never acknowledged (the link died unnoticed: the run is offered again, and an
+        agent that did get it drops the duplicate); time out running runs whose agent
+        sent no result in time."""
         now = utcnow()
         async with self._db.begin() as conn:
             expired = await run_store.transition(
@@ -201,12 +207,25 @@ class Lifecycle:
                 await queue.expired_queued(conn, now=now),
                 Move(RunState.EXPIRED, now, error="expired before the machine received it"),
             )
+            unacknowledged = await run_store.undeliver(
+                conn,
+                await queue.overdue(conn, RunState.DELIVERED, now=now),
+                at=now,
+                detail="not acknowledged by the agent in time; offered again",
+            )
             overdue = await run_store.transition(
                 conn,
-                await queue.overdue(conn, now=now),
+                await queue.overdue(conn, RunState.RUNNING, now=now),
                 Move(RunState.TIMED_OUT, now, error="no result from the agent in time"),
             )
-            touched = await run_store.commands_of(conn, expired + overdue)
+            again = [
+                run
+                for run in await queue.pending_by_ids(conn, unacknowledged)
+                if run.run_expires_at is None or run.run_expires_at > now
+            ]
+            touched = await run_store.commands_of(conn, expired + unacknowledged + overdue)
+        if again:
+            await self._delivery.push(again)
         for command_id in touched:
             self._notify(command_id)
 

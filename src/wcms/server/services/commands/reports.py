@@ -76,9 +76,13 @@ class Reports:
             ]
             started = [u for u in valid if u.state == RunState.RUNNING]
             finished = [u for u in valid if u.state != RunState.RUNNING]
-            for (state, attempt), group in _grouped(started).items():
-                await store.transition(
-                    conn, [u.run_id for u in group], Move(state, now, attempt=attempt)
+            for (_, attempt), group in _grouped(started).items():
+                await store.mark_running(
+                    conn,
+                    [u.run_id for u in group],
+                    at=now,
+                    attempt=attempt,
+                    slack=self._settings.run_timeout_slack,
                 )
             moved: set[int] = set()
             reported_start = {u.run_id for u in started}
@@ -106,6 +110,9 @@ class Reports:
                 if u.run_id in moved
                 and u.state in (RunState.FAILED, RunState.TIMED_OUT)
                 and runs[u.run_id].attempt <= runs[u.run_id].max_retries
+                # Whether an interrupted run did its work is not known: only a command
+                # safe to run twice runs again.
+                and (not (u.result and u.result.interrupted) or runs[u.run_id].idempotent)
             ]
             again: list[PendingRun] = []
             if retry:

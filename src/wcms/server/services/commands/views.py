@@ -84,6 +84,7 @@ def _command(command: CommandRecord, summary: dict[str, int]) -> CommandOut:
         priority=command.priority,
         timeout_s=command.timeout_s,
         max_retries=command.max_retries,
+        idempotent=command.idempotent,
         created_at=command.created_at,
         expires_at=command.expires_at,
         created_by=command.created_by,
