@@ -19,13 +19,13 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     """A free TCP port below the ephemeral range, so agents' own ports never collide."""
     for _ in range(200):
         port = 20000 + int.from_bytes(os.urandom(2), "big") % 12000
         with socket.socket() as sock:
             try:
-                sock.bind(("127.0.0.1", port))
+                sock.bind((host, port))
             except OSError:
                 continue
             return port
@@ -84,11 +84,15 @@ def wcms(
 class ServerProc:
     """A `wcms server` process on its own port and data directory."""
 
-    def __init__(self, data_dir: Path, database_url: str | None, **settings: Any) -> None:
+    def __init__(
+        self, data_dir: Path, database_url: str | None, *, bind: str = "127.0.0.1", **settings: Any
+    ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        # The address to listen on (fault tests use the host end of a veth pair).
+        self.bind = bind
+        self.port = free_port(bind)
+        self.url = f"http://{bind}:{self.port}"
         self.settings = {"heartbeat_interval": 1, "offline_grace": 1.5, **settings}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
@@ -106,7 +110,8 @@ class ServerProc:
         env |= {f"WCMS_{k.upper()}": str(v) for k, v in self.settings.items()}
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child process
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wcms", "server", "--port", str(self.port), *self.db_args()],
+            [sys.executable, "-m", "wcms", "server", "--port", str(self.port), *self.db_args()]
+            + (["--host", self.bind] if self.bind != "127.0.0.1" else []),
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -155,6 +160,20 @@ class ServerProc:
             .stdout.strip()
             .splitlines()[-1]
         )
+
+    def enrol(self, machine_id: str) -> str:
+        """Enrol ``machine_id`` as an agent would; returns its credential."""
+        answer = httpx.post(
+            self.url + "/api/client/register",
+            json={
+                "enrollment_token": self.token(uses=1),
+                "machine_id": machine_id,
+                "inventory": {"hostname": machine_id},
+            },
+            timeout=30,
+        )
+        assert answer.status_code == 200, answer.text
+        return str(answer.json()["credential"])
 
     @property
     def key(self) -> str:
@@ -225,8 +244,11 @@ class AgentProc:
         transport: str = "ws",
         extra: list[str] | None = None,
         env: dict[str, str] | None = None,
+        prefix: list[str] | None = None,
     ) -> None:
         self.server = server
+        # Run the agent under this command (``ip netns exec NAME``), if any.
+        self.prefix = prefix or []
         self.env = env or {}
         self.state_dir = state_dir
         self.machine_id = machine_id
@@ -239,6 +261,7 @@ class AgentProc:
 
     def start(self) -> AgentProc:
         args = [
+            *self.prefix,
             sys.executable,
             "-m",
             "wcms",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import time
 from datetime import datetime
@@ -135,3 +136,45 @@ def test_reinstalling_takes_over_the_record_and_revokes_the_old_credential(serve
     new.stop()
     old.start()
     assert old.wait_exit(timeout=20) == 3, "the old credential still works"
+
+
+@pytest.mark.parametrize("server_settings", [{"offline_grace": 3, "heartbeat_timeout": 60}])
+def test_a_killed_long_poll_agent_goes_offline_after_the_grace(server, spawn):
+    """Its open poll shows the connection closing; the heartbeat timeout (a minute
+    here) plays no part."""
+    agent = spawn("lab-01", transport="http")
+    api = server.api()
+    wait_for(lambda: api.status_of("lab-01") == "online", what="online")
+    agent.stop(kill=True)
+    killed_at = time.time()
+    wait_for(lambda: api.status_of("lab-01") == "offline", timeout=20, what="offline")
+    machine = api.machine("lab-01")
+    assert machine["status_reason"] == "connection_lost"
+    went_offline = datetime.fromisoformat(machine["status_changed_at"]).timestamp()
+    assert went_offline - killed_at >= 3 - 0.5, "offline before the grace had passed"
+
+
+def test_a_clone_with_the_same_credential_is_flagged_and_the_pair_does_not_take_turns(
+    server, spawn, tmp_path
+):
+    """A cloned disk carries the credential too. The clone's connection replaces the
+    original's, as a machine back from a power loss would; the original, still alive,
+    comes back with its old session and is refused, again and again."""
+    original = spawn("lab-01", state="original")
+    api = server.api()
+    wait_for(lambda: api.status_of("lab-01") == "online", what="online")
+    clone_dir = tmp_path / "agent-clone"
+    clone_dir.mkdir(mode=0o700)
+    shutil.copy2(original.state_dir / "credential.json", clone_dir / "credential.json")
+    clone = spawn("lab-01", state="clone", token=None)
+    wait_for(lambda: api.machine("lab-01")["conflict"], what="conflict flagged")
+    refused = "another live agent already uses machine id"
+    wait_for(lambda: original.log().count(refused) >= 3, timeout=30, what="refused, retrying")
+    connected = "connected over WebSocket as lab-01"
+    assert clone.log().count(connected) == 1, "the clone lost the machine"
+    assert original.log().count(connected) == 1, "the original took the machine back"
+    assert original.proc.poll() is None and clone.proc.poll() is None
+    assert api.status_of("lab-01") == "online"
+    assert api.machine("lab-01")["conflict"]["session"]
+    history = api.get("/api/machines/lab-01/presence")
+    assert [e["status"] for e in history] == ["online"], history

@@ -27,6 +27,15 @@ from wcms.server.services.clock import utcnow
 
 router = APIRouter(prefix="/api/client", tags=["agent"])
 
+# The longest ``wait`` a poll may name: the largest poll_timeout a server accepts
+# (Settings.poll_timeout). Each server waits at most its own poll_timeout.
+MAX_POLL_WAIT_S = 300.0
+WAIT_HELP = (
+    "Seconds to wait for work when there is none; default and maximum: the server's "
+    "poll_timeout (WCMS_POLL_TIMEOUT, 25 s unless set; at most 300), a longer wait is "
+    "cut to it; 0 answers at once"
+)
+
 
 @router.post("/register", response_model=RegisterResponse)
 async def register(body: RegisterRequest, request: Request, core: CoreDep) -> RegisterResponse:
@@ -61,17 +70,31 @@ async def heartbeat(body: HeartbeatRequest, core: CoreDep, link: AgentLinkDep) -
 
 @router.get("/command", response_model=CommandPoll)
 async def poll_commands(
+    request: Request,
     core: CoreDep,
     link: AgentLinkDep,
-    wait: Annotated[float, Query(ge=0, le=300, description="Seconds to wait for work")] = 0,
+    wait: Annotated[float | None, Query(ge=0, le=MAX_POLL_WAIT_S, description=WAIT_HELP)] = None,
 ) -> CommandPoll:
-    """Runs to start and runs to cancel; waits up to ``wait`` seconds when there are none."""
+    """Runs to start and runs to cancel. When there are none the poll waits for some:
+    ``wait`` seconds, by default (and at most) the server's ``poll_timeout``, which the
+    register answer gives; ``wait=0`` answers at once.
+
+    A client that hangs up while its poll waits has gone: its link is dropped as a
+    closed WebSocket is, and the machine goes offline after ``offline_grace`` unless
+    the session comes back first.
+    """
     poll = await core.commands.poll(link.machine_id, cancels=link.take_cancels())
-    if not poll.runs and not poll.cancels and wait > 0 and not link.closed:
-        await link.wait(min(wait, core.settings.poll_timeout))
-        link.touch()
-        poll = await core.commands.poll(link.machine_id, cancels=link.take_cancels())
-    return poll
+    limit = core.settings.poll_timeout
+    seconds = limit if wait is None else min(wait, limit)
+    if poll.runs or poll.cancels or seconds <= 0 or link.closed:
+        return poll
+    if await link.wait(seconds, hangup=_hangup(request)):
+        if not link.polling:  # another poll of the session still waits: not gone
+            await core.presence.detach(link)
+        return CommandPoll()  # nobody is left to read it
+    if link.closed:
+        return CommandPoll()  # replaced or revoked while it waited
+    return await core.commands.poll(link.machine_id, cancels=link.take_cancels())
 
 
 @router.post("/command/result")
@@ -98,6 +121,12 @@ async def shutdown(
     else:
         await core.presence.mark_offline(machine_id, body.reason)
     return {"ok": True}
+
+
+async def _hangup(request: Request) -> None:
+    """Return once the client has hung up: the ASGI server says ``http.disconnect``."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass  # the request body (empty for a poll): the next message is the hang-up
 
 
 def _check_version(version: int) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Sequence
 from contextlib import suppress
+from typing import Any
 
 from pydantic import BaseModel
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -15,6 +17,10 @@ from wcms.protocol.messages import dump
 from wcms.server.services.links import AgentLink
 
 log = logging.getLogger("wcms.channel")
+
+# After a poll is answered, how long the agent may take to send its next request (a
+# poller's next poll, a heartbeat over a slow network) before its silence counts.
+POLL_GAP_S = 5.0
 
 
 class WsLink(AgentLink):
@@ -66,7 +72,11 @@ class WsLink(AgentLink):
 
 
 class HttpLink(AgentLink):
-    """An agent that long-polls: runs wait in the database until its next poll."""
+    """An agent that long-polls: runs wait in the database until its next poll.
+
+    While a poll waits, the agent is waiting on the server, so the link is not silent;
+    whether the client hangs up meanwhile is watched instead (see :meth:`wait`).
+    """
 
     transport = "http"
 
@@ -74,6 +84,20 @@ class HttpLink(AgentLink):
         super().__init__(machine_id, session_id)
         self._wake = asyncio.Event()
         self._cancels: list[int] = []
+        self._polls = 0
+        self._answered_at = float("-inf")
+
+    @property
+    def polling(self) -> bool:
+        """Whether a poll of this link is waiting right now."""
+        return self._polls > 0
+
+    def silent(self, now: float, limit: float) -> bool:
+        if self._polls:
+            return False
+        if now - self._answered_at <= POLL_GAP_S:
+            return False  # a poll just ended: the next one is on its way
+        return now - self.last_message_at > limit + POLL_GAP_S
 
     async def offer(self, runs: Sequence[RunEnvelope]) -> bool:
         self._wake.set()
@@ -91,8 +115,32 @@ class HttpLink(AgentLink):
         cancels, self._cancels = self._cancels, []
         return cancels
 
-    async def wait(self, timeout: float) -> None:
-        """Sleep until something arrives for this agent or ``timeout`` passes."""
-        with suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=timeout)
-        self._wake.clear()
+    async def wait(self, timeout: float, *, hangup: Awaitable[Any] | None = None) -> bool:
+        """Sleep until something arrives for this agent or ``timeout`` passes.
+
+        ``hangup`` completes when the client hangs up; True if it did so first.
+        """
+        woken = asyncio.ensure_future(self._wake.wait())
+        waiters: set[asyncio.Future[Any]] = {woken}
+        gone = None if hangup is None else asyncio.ensure_future(hangup)
+        if gone is not None:
+            waiters.add(gone)
+        self._polls += 1
+        try:
+            done, _ = await asyncio.wait(
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            self._polls -= 1
+            self._answered_at = time.monotonic()
+            for waiter in waiters:
+                waiter.cancel()
+            await asyncio.gather(*waiters, return_exceptions=True)
+        if woken in done:
+            self._wake.clear()
+        if gone is None or gone not in done:
+            return False
+        if gone.exception() is not None:
+            log.debug("watching the poll of %s failed: %r", self.machine_id, gone.exception())
+            return False
+        return True

@@ -32,6 +32,11 @@ class AgentLink(ABC):
     def touch(self) -> None:
         self.last_message_at = time.monotonic()
 
+    def silent(self, now: float, limit: float) -> bool:
+        """Whether the agent has said nothing for longer than ``limit`` seconds before
+        ``now`` (a :func:`time.monotonic` time): it is gone without closing the link."""
+        return now - self.last_message_at > limit
+
     @property
     def pushes(self) -> bool:
         """Whether :meth:`offer` sends runs right now (rather than the agent fetching)."""
@@ -73,15 +78,20 @@ class LinkRegistry:
         seen = sessions.get(session_id)
         return seen is not None and time.monotonic() - seen < SUPERSEDED_MEMORY_S
 
+    def supersede(self, machine_id: str, session_id: str) -> None:
+        """Remember ``session_id`` as one that should be gone from ``machine_id``, from
+        now for SUPERSEDED_MEMORY_S."""
+        sessions = self._superseded.setdefault(machine_id, {})
+        sessions[session_id] = time.monotonic()
+        if len(sessions) > 16:
+            del sessions[min(sessions, key=sessions.__getitem__)]
+
     def put(self, link: AgentLink) -> AgentLink | None:
         """Make ``link`` the machine's link; returns the link it replaced, if any."""
         old = self._links.get(link.machine_id)
         self._links[link.machine_id] = link
         if old is not None and old is not link and old.session_id != link.session_id:
-            sessions = self._superseded.setdefault(link.machine_id, {})
-            sessions[old.session_id] = time.monotonic()
-            if len(sessions) > 16:
-                del sessions[min(sessions, key=sessions.__getitem__)]
+            self.supersede(link.machine_id, old.session_id)
         return old if old is not link else None
 
     def remove(self, link: AgentLink) -> bool:
