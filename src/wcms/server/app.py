@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from wcms import __version__
-from wcms.server import web
+from wcms.server import openapi, web
 from wcms.server.api import (
     audit,
     auth,
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     )
     app.state.core = core
     errors.install(app)
+    openapi.install(app)
     routers = (health, auth, machines, rooms, events, commands, credentials, audit)
     for module in (*routers, files, policies, agent_http, agent_files, agent_ws):
         app.include_router(module.router)
