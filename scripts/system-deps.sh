@@ -1,9 +1,10 @@
 # Sourced by test.sh: the Debian packages the action tests use for real (a CUPS PDF
-# printer, an X server for screenshots, xsetroot to paint it, openssl for password hashes).
+# printer, an X server for screenshots, xsetroot to paint it, openssl for password hashes;
+# faketime for an agent whose clock is wrong, ip for network namespaces, setpriv).
 # Installed with apt-get when running as root; otherwise those tests skip, saying why
 # (under CI=true they fail instead).
-SYSTEM_PACKAGES="cups printer-driver-cups-pdf xvfb x11-xserver-utils openssl"
-SYSTEM_TOOLS="cupsd lpadmin lp Xvfb xsetroot openssl useradd chpasswd dpkg-deb"
+SYSTEM_PACKAGES="cups printer-driver-cups-pdf xvfb x11-xserver-utils openssl faketime iproute2 util-linux"
+SYSTEM_TOOLS="cupsd lpadmin lp Xvfb xsetroot openssl useradd chpasswd dpkg-deb faketime ip setpriv"
 
 ensure_system_deps() {
   local missing=""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -38,19 +39,27 @@ def server(
 
 
 @pytest.fixture
-def spawn(server: ServerProc, tmp_path: Path) -> Iterator[Callable[..., AgentProc]]:
-    """Start agents: spawn("lab-01") enrols with a shared token on first start."""
+def spawn_on(tmp_path: Path) -> Iterator[Callable[..., AgentProc]]:
+    """Start agents against any server: spawn_on(server, "lab-01") enrols with a token of
+    that server's on first start; all are killed when the test ends."""
     agents: list[AgentProc] = []
-    token = server.token(uses=50)
+    tokens: dict[str, str] = {}
 
     def start(
-        machine_id: str, *, transport: str = "ws", state: str | None = None, **kw: Any
+        server: ServerProc,
+        machine_id: str,
+        *,
+        transport: str = "ws",
+        state: str | None = None,
+        **kw: Any,
     ) -> AgentProc:
+        if server.url not in tokens:
+            tokens[server.url] = server.token(uses=50)
         agent = AgentProc(
             server,
             tmp_path / f"agent-{state or machine_id}",
             machine_id,
-            token=kw.pop("token", token),
+            token=kw.pop("token", tokens[server.url]),
             transport=transport,
             **kw,
         )
@@ -62,3 +71,9 @@ def spawn(server: ServerProc, tmp_path: Path) -> Iterator[Callable[..., AgentPro
     finally:
         for agent in agents:
             agent.stop(kill=True)
+
+
+@pytest.fixture
+def spawn(server: ServerProc, spawn_on: Callable[..., AgentProc]) -> Callable[..., AgentProc]:
+    """Start agents of the test's server: spawn("lab-01", transport="http")."""
+    return functools.partial(spawn_on, server)
