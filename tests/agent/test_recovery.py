@@ -229,6 +229,11 @@ asyncio.run(main())
 """
 
 
+def last_argument(pid: int) -> str:
+    args = psutil.Process(pid).cmdline()
+    return args[-1] if args else ""
+
+
 def test_the_shell_dies_with_the_agent(tmp_path: Path) -> None:
     marker = tmp_path / "marker"
     agent = subprocess.Popen(
@@ -240,7 +245,11 @@ def test_the_shell_dies_with_the_agent(tmp_path: Path) -> None:
     assert agent.stdin is not None and agent.stdout is not None
     shell = int(agent.stdout.readline())
     try:
-        assert psutil.Process(shell).cmdline()[-1].endswith(str(marker))
+        # The shell may still be between fork and exec (setpriv, then sh) for a moment.
+        deadline = time.monotonic() + 5
+        while not last_argument(shell).endswith(str(marker)):
+            assert time.monotonic() < deadline, psutil.Process(shell).cmdline()
+            time.sleep(0.01)
         agent.stdin.write(b"die\n")
         agent.stdin.flush()
         assert agent.wait(timeout=10) == -signal.SIGKILL

@@ -61,6 +61,7 @@ class Core:
             telemetry=self.telemetry,
         )
         self.telemetry.count_connected(self.presence.online_count)
+        self.telemetry.presence_unstored.set_function(self.presence.pending_writes)
         self.heartbeats = HeartbeatWriter(self.db, feed=self.status_feed, telemetry=self.telemetry)
         self.accounts = Accounts(self.db)
         self.audit = AuditLog(self.db)

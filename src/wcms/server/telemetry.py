@@ -44,5 +44,11 @@ class Telemetry:
             registry=self.registry,
         )
 
+        self.presence_unstored = Gauge(
+            "wcms_presence_unstored",
+            "Presence changes whose write failed, written again every second until stored",
+            registry=self.registry,
+        )
+
     def count_connected(self, count: Callable[[], float]) -> None:
         self.agents_connected.set_function(count)
