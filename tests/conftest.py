@@ -29,6 +29,25 @@ async def _pg(statement: str) -> None:
         await conn.close()
 
 
+async def refuse_connections(name: str) -> None:
+    """Take PostgreSQL database ``name`` away for real: new connections refused, the
+    open ones ended."""
+    await _pg(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+    await _pg(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+
+
+async def allow_connections(name: str) -> None:
+    await _pg(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+
+
+def take_away(name: str) -> None:
+    asyncio.run(refuse_connections(name))
+
+
+def bring_back(name: str) -> None:
+    asyncio.run(allow_connections(name))
+
+
 def _postgres_available() -> str | None:
     try:
         asyncio.run(_pg("SELECT 1"))

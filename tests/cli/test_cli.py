@@ -53,6 +53,12 @@ def test_version():
             {"WCMS_URL": "http://127.0.0.1:1", "WCMS_API_KEY": "k"},
             "key=value",
         ),
+        (
+            # A byte that is not UTF-8 reaches Python as a lone surrogate.
+            ["exec", "lab-01", "--", "echo \udcff"],
+            {"WCMS_URL": "http://127.0.0.1:1", "WCMS_API_KEY": "k"},
+            "payload: Value error, must be valid Unicode",
+        ),
     ],
 )
 def test_bad_input_gets_a_message_and_a_non_zero_exit(args, env, message, tmp_path):

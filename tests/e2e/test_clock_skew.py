@@ -12,7 +12,8 @@ import pytest
 
 from tests.procs import wait_for
 
-LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+# Debian's faketime package, under the machine's multiarch directory.
+LIBFAKETIME = next(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"), Path("/nonexistent"))
 
 
 @pytest.fixture

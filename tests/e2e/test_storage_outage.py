@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import _pg, drop_pg_database, make_pg_database
+from tests.conftest import _pg, bring_back, drop_pg_database, make_pg_database, take_away
 from tests.procs import AgentProc, ServerProc, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -31,17 +31,6 @@ def pg_server(postgres_ready: None, tmp_path: Path) -> Iterator[tuple[ServerProc
         proc.stop()
         asyncio.run(_pg(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
         drop_pg_database(name)
-
-
-def take_away(name: str) -> None:
-    asyncio.run(_pg(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-    asyncio.run(
-        _pg(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
-    )
-
-
-def bring_back(name: str) -> None:
-    asyncio.run(_pg(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
 
 
 def test_an_outage_is_reported_and_survived(pg_server, tmp_path):

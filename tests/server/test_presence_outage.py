@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import _pg, drop_pg_database, make_pg_database
+from tests.conftest import _pg, bring_back, drop_pg_database, make_pg_database, take_away
 from tests.procs import AgentProc, ServerProc, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -50,17 +50,6 @@ def agent(pg_server: tuple[ServerProc, str], tmp_path: Path) -> Iterator[AgentPr
         yield proc
     finally:
         proc.stop(kill=True)
-
-
-def take_away(name: str) -> None:
-    asyncio.run(_pg(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'))
-    asyncio.run(
-        _pg(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
-    )
-
-
-def bring_back(name: str) -> None:
-    asyncio.run(_pg(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'))
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from tests.conftest import _pg, drop_pg_database, make_pg_database
+from tests.conftest import (
+    _pg,
+    allow_connections,
+    drop_pg_database,
+    make_pg_database,
+    refuse_connections,
+)
 from wcms.protocol import RunEnvelope
 from wcms.server.errors import StorageError
 from wcms.server.services.links import AgentLink, LinkRegistry
@@ -71,14 +77,12 @@ async def presence_on(url: str, **settings: float) -> AsyncIterator[tuple[Presen
 
 
 async def take_away(db: Database) -> None:
-    name = db.engine.url.database
-    await _pg(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    await _pg(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    await refuse_connections(str(db.engine.url.database))
     await db.engine.dispose()
 
 
 async def bring_back(db: Database) -> None:
-    await _pg(f'ALTER DATABASE "{db.engine.url.database}" ALLOW_CONNECTIONS true')
+    await allow_connections(str(db.engine.url.database))
 
 
 async def status(db: Database) -> tuple[str, str | None, list[str]]:

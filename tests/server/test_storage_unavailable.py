@@ -19,7 +19,7 @@ import httpx
 from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import _pg
+from tests.conftest import allow_connections, refuse_connections
 from wcms.server.app import create_app
 from wcms.server.core import Core
 from wcms.server.errors import StorageError
@@ -63,12 +63,11 @@ async def make_unavailable(
 
         return restore_sqlite
     name = engine.url.database
-    await _pg(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-    await _pg(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}'")
+    await refuse_connections(str(name))
     await engine.dispose()
 
     async def restore_postgres() -> None:
-        await _pg(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        await allow_connections(str(name))
         await engine.dispose()
 
     return restore_postgres

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from pydantic import ValidationError
 
 from wcms import __version__
 from wcms.cli import agent, files, local, remote, server
@@ -58,3 +59,10 @@ def main() -> None:
     except CliError as exc:
         typer.echo(f"error: {exc}", err=True)
         sys.exit(exc.exit_code)
+    except ValidationError as exc:
+        # A request built from the command line that the API would refuse (a lone
+        # surrogate from a non-UTF-8 argument, a value out of range): said in one line.
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"])
+        typer.echo(f"error: {where + ': ' if where else ''}{error['msg']}", err=True)
+        sys.exit(2)

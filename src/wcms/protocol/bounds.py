@@ -2,8 +2,8 @@
 
 Every integer column is 64-bit (SQLite and PostgreSQL ``BIGINT``; the few 32-bit
 ``INTEGER`` ones get their own ``le=INT32_MAX`` in the model), no text column holds
-NUL, and no UTF-8 encoder takes a lone surrogate (which JSON's ``\\udXXX`` escapes
-can carry). A value past these is refused at the edge, as a 422 naming the field or
+NUL, and no UTF-8 encoder takes a lone surrogate (a JSON escape such as ``\\ud800``
+can carry one). A value past these is refused at the edge, as a 422 naming the field or
 a bad-frame error, so it can never reach a writer shared by every agent.
 """
 

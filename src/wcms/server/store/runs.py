@@ -79,6 +79,7 @@ class ReportedRun:
     max_retries: int
     idempotent: bool
     sealed_secrets: str | None
+    timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,20 +235,19 @@ async def mark_delivered(
 
 
 async def mark_running(
-    conn: AsyncConnection, run_ids: Sequence[int], *, at: datetime, attempt: int, slack: float
+    conn: AsyncConnection,
+    timeouts: Mapping[int, float],
+    *,
+    at: datetime,
+    attempt: int,
+    slack: float,
 ) -> list[int]:
     """-> running (the agent's acknowledgement), with the deadline by which a result
-    must arrive: the command's timeout from now, plus ``slack``."""
-    if not run_ids:
-        return []
-    rows = await conn.execute(
-        select(command_runs.c.id, commands.c.timeout_s)
-        .join(commands, commands.c.id == command_runs.c.command_id)
-        .where(command_runs.c.id.in_(run_ids))
-    )
+    must arrive: each run's command timeout (``timeouts``, by run id) from now, plus
+    ``slack``."""
     by_timeout: dict[float, list[int]] = {}
-    for run_id, timeout_s in rows:
-        by_timeout.setdefault(float(timeout_s), []).append(int(run_id))
+    for run_id, timeout_s in timeouts.items():
+        by_timeout.setdefault(float(timeout_s), []).append(run_id)
     moved: list[int] = []
     for timeout_s, ids in by_timeout.items():
         deadline = at + timedelta(seconds=timeout_s + slack)
@@ -319,11 +319,14 @@ async def reported(conn: AsyncConnection, run_ids: Iterable[int]) -> dict[int, R
     query = (
         select(
             *columns(
-                command_runs, ReportedRun, omit=("max_retries", "idempotent", "sealed_secrets")
+                command_runs,
+                ReportedRun,
+                omit=("max_retries", "idempotent", "sealed_secrets", "timeout_s"),
             ),
             commands.c.max_retries,
             commands.c.idempotent,
             commands.c.sealed_secrets,
+            commands.c.timeout_s,
         )
         .join(commands, commands.c.id == command_runs.c.command_id)
         .where(command_runs.c.id.in_(list(run_ids)))

@@ -79,7 +79,7 @@ class Reports:
             for (_, attempt), group in _grouped(started).items():
                 await store.mark_running(
                     conn,
-                    [u.run_id for u in group],
+                    {u.run_id: runs[u.run_id].timeout_s for u in group},
                     at=now,
                     attempt=attempt,
                     slack=self._settings.run_timeout_slack,
