@@ -211,6 +211,30 @@ class KillPayload(Payload):
         return self
 
 
+class ProgramLogsPayload(Payload):
+    """The last lines of a supervised program's console; with ``follow_s``, keep
+    streaming new lines (as the run's live output) for that long or until cancelled."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    lines: int = Field(default=100, ge=0, le=10000)
+    follow_s: float | None = Field(default=None, gt=0, le=86400)
+
+
+class ProgramSendPayload(Payload):
+    """Type a line into a supervised program's console (its stdin, or RCON / REST when
+    its probe has a console); the result's output is the game's answer."""
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    text: str = Field(min_length=1, max_length=4000)
+
+    @field_validator("text")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\n" in value or "\r" in value:
+            raise ValueError("one line only")
+        return value
+
+
 ACTION_PAYLOADS: dict[str, type[Payload]] = {
     "install": InstallPayload,
     "download_file": DownloadPayload,
@@ -225,4 +249,6 @@ ACTION_PAYLOADS: dict[str, type[Payload]] = {
     "wake": WakePayload,
     "processes": ProcessesPayload,
     "kill": KillPayload,
+    "program_logs": ProgramLogsPayload,
+    "program_send": ProgramSendPayload,
 }

@@ -9,34 +9,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import BaseModel, Field, TypeAdapter, field_validator
 
-from wcms.protocol.bounds import INT32_MAX, Bounded, scrub
+from wcms.protocol.bounds import INT32_MAX, scrub
 from wcms.protocol.commands import RunState
+from wcms.protocol.model import MachineId as MachineId
+from wcms.protocol.model import Model
+from wcms.protocol.programs import ProgramAckFrame, ProgramReportFrame, ProgramSet, ProgramsFrame
 
 # 2: agents may stream a running run's output and progress (RunProgress), and results
 # may carry structured ``data``. Each side sends version-2 messages only to a peer that
 # announced version 2 or later.
-PROTOCOL_VERSION = 2
+# 3: agents supervise programs (ProgramSet, ProgramReport; see protocol.programs).
+PROTOCOL_VERSION = 3
 PROGRESS_SINCE_VERSION = 2
-
-MachineId = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$",
-        description="Stable machine id: letters, digits and . _ : @ -",
-    ),
-]
-
-
-class Model(Bounded):
-    """Base of the agent protocol's models: unknown fields from newer peers are ignored;
-    what no column can store (an integer past 64 bits, NUL, a lone surrogate, an
-    infinite number) is refused (see :mod:`wcms.protocol.bounds`)."""
-
-    model_config = ConfigDict(extra="ignore", defer_build=True)
+PROGRAMS_SINCE_VERSION = 3
 
 
 class DiskInfo(Model):
@@ -199,10 +186,12 @@ class FileRef(Model):
 
 
 class CommandPoll(Model):
-    """``GET /api/client/command``: runs to start and runs to cancel."""
+    """``GET /api/client/command``: runs to start and runs to cancel, and the machine's
+    programs when they differ from the ``programs_revision`` the agent polled with."""
 
     runs: list[RunEnvelope] = Field(default_factory=list)
     cancels: list[int] = Field(default_factory=list)
+    programs: ProgramSet | None = None
 
 
 # --- WebSocket frames -----------------------------------------------------------
@@ -213,6 +202,9 @@ class HelloFrame(Model):
     protocol_version: int = PROTOCOL_VERSION
     session_id: str = Field(min_length=1, max_length=64)
     inventory: Inventory | None = None
+    programs_revision: int | None = Field(
+        default=None, ge=0, description="The ProgramSet revision the agent holds"
+    )
 
 
 class HeartbeatFrame(Model):
@@ -270,11 +262,22 @@ class ErrorFrame(Model):
 
 
 AgentFrame = Annotated[
-    HelloFrame | HeartbeatFrame | RunUpdateFrame | RunProgressFrame | ShutdownFrame,
+    HelloFrame
+    | HeartbeatFrame
+    | RunUpdateFrame
+    | RunProgressFrame
+    | ShutdownFrame
+    | ProgramReportFrame,
     Field(discriminator="kind"),
 ]
 ServerFrame = Annotated[
-    WelcomeFrame | RunFrame | RunCancelFrame | RunAckFrame | ErrorFrame,
+    WelcomeFrame
+    | RunFrame
+    | RunCancelFrame
+    | RunAckFrame
+    | ErrorFrame
+    | ProgramsFrame
+    | ProgramAckFrame,
     Field(discriminator="kind"),
 ]
 
