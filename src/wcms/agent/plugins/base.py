@@ -8,9 +8,10 @@ connection) between calls and gives it back in ``close``.
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from wcms.protocol.programs import ProbeUrl
 
@@ -57,5 +58,37 @@ class GamePlugin(ABC):
     async def shutdown(self, *, wait_s: int, message: str) -> None:
         raise Unsupported(f"a {self.scheme}:// probe cannot stop the game")
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional: most plugins hold nothing
         """Give back connections and sessions."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def where(self) -> str:
+        """The game's address, safe to show: never the password."""
+        host = f"[{self.target.host}]" if ":" in self.target.host else self.target.host
+        return f"{host}:{self.target.port}"
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the probe's password masked: library messages may quote a URL."""
+        secret = self.target.password
+        return text.replace(secret, "***") if secret else text
+
+    def reason(self, exc: BaseException) -> str:
+        """Why a call failed, in a few words and without the password."""
+        inner = getattr(exc, "os_error", None)  # aiohttp wraps the socket's error
+        if isinstance(inner, OSError):
+            exc = inner
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.timeout_s:g}s"
+        if isinstance(exc, asyncio.IncompleteReadError):
+            return "the connection was closed"
+        if isinstance(exc, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(exc, OSError) and exc.strerror:
+            return self.scrub(exc.strerror.lower())
+        return self.scrub(str(exc) or type(exc).__name__)
