@@ -10,6 +10,7 @@ import pytest
 from wcms.agent.journal import Journal
 
 from .harness import Harness
+from .supervision import Supervisors
 
 
 @pytest.fixture
@@ -34,3 +35,11 @@ async def harness(journal: Journal, power_log: Path) -> AsyncIterator[Harness]:
     harness = Harness(journal, power_log)
     yield harness
     await harness.runner.shutdown()
+
+
+@pytest.fixture
+async def supervisors(tmp_path: Path) -> AsyncIterator[Supervisors]:
+    """Supervisors on one state directory; every program they started is killed after."""
+    made = Supervisors(tmp_path / "state")
+    yield made
+    await made.cleanup()

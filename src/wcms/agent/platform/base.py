@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import hashlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,56 @@ class ShellProcess:
         self.transport.close()
 
 
+class ConsoleUnavailable(Exception):
+    """The program's standard input cannot be written: the message says why."""
+
+
+class ProgramProcess:
+    """A supervised program (a game server): the leader of its own process group (a job
+    object on Windows), started so that it outlives the agent.
+
+    Either the agent's own child, whose exit :meth:`wait` learns from the system as it
+    happens, with its status; or *adopted* by a later agent process, whose exit is
+    found by polling every ``poll_s`` and whose status is unknown.
+    """
+
+    # How often an adopted program is looked at; the supervisor adapts it to the load.
+    poll_s = 2.0
+
+    def __init__(self, pid: int, *, started: float, adopted: bool) -> None:
+        self.pid = pid
+        # When it started, as the system records it: with the pid, it tells this
+        # process from a later one given the same pid.
+        self.started = started
+        self.adopted = adopted
+
+    async def wait(self) -> int | None:
+        """Wait for the program to exit: its status (negative: killed by that signal,
+        on POSIX), or None where it is not known (an adopted program)."""
+        raise NotImplementedError
+
+    def terminate(self) -> None:
+        """Ask the whole group to end (SIGTERM; Ctrl+Break on Windows); never raises if
+        it is gone."""
+        raise NotImplementedError
+
+    def kill_tree(self) -> None:
+        """Kill the program and every process it started; never raises if gone."""
+        raise NotImplementedError
+
+    def remaining(self) -> list[int]:
+        """Pids of the program's processes still running (its leader included)."""
+        raise NotImplementedError
+
+    def write_input(self, text: str) -> None:
+        """Write ``text`` to the program's standard input; raises
+        :class:`ConsoleUnavailable` saying why it cannot."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the agent holds of it; the program itself runs on."""
+
+
 class Platform:
     """Operating-system specific behaviour of the agent. One instance per process."""
 
@@ -138,6 +188,20 @@ class Platform:
         that time, started by a previous agent process that did not see it end (the
         agent was killed or stopped); wait for it to go. None where there is nothing to
         look for: the system ended the command's processes with the agent."""
+        raise NotImplementedError
+
+    async def spawn_program(
+        self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str], console: Path
+    ) -> ProgramProcess:
+        """Start a supervised program in its own process group (session), at normal
+        priority at most, stdout and stderr appended to the file ``console``; it
+        outlives the agent. Its stdin sits beside ``console`` where the system lets a
+        later agent process write to it. Raises ``OSError`` if it cannot start."""
+        raise NotImplementedError
+
+    def adopt_program(self, pid: int, *, started: float, console: Path) -> ProgramProcess | None:
+        """The program a previous agent process started as ``pid`` at ``started``, if it
+        still runs (None if it ended or the pid now names another process)."""
         raise NotImplementedError
 
     def decode_output(self, data: bytes, *, complete: bool) -> str:

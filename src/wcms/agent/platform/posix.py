@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import math
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 import psutil
 
 from wcms.agent.platform.base import (
     START_TIME_TOLERANCE_S,
+    ConsoleUnavailable,
     Leftovers,
     Platform,
+    ProgramProcess,
     ShellProcess,
     process_start_time,
 )
@@ -34,6 +39,8 @@ AGENT_NICENESS = 10
 LEFTOVER_WAIT_S = 5.0
 # Looks for leftovers: a process that forks while they are killed is found by the next.
 _LEFTOVER_ROUNDS = 3
+# A supervised program's stdin: a FIFO beside its console log.
+STDIN_FIFO = "stdin"
 
 
 class PosixShellProcess(ShellProcess):
@@ -44,6 +51,62 @@ class PosixShellProcess(ShellProcess):
         # also reaches children whose parent shell already exited.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
+
+
+class PosixProgramProcess(ProgramProcess):
+    """A program leading its own session; its stdin is a FIFO any agent process can
+    write to, its leader's exit is learnt from a pidfd where Linux offers one."""
+
+    def __init__(
+        self,
+        pid: int,
+        *,
+        started: float,
+        fifo: Path,
+        child: subprocess.Popen[bytes] | None = None,
+    ) -> None:
+        super().__init__(pid, started=started, adopted=child is None)
+        self._fifo = fifo
+        self._child = child
+
+    async def wait(self) -> int | None:
+        if self._child is None:
+            while _leader_running(self.pid, self.started):
+                await asyncio.sleep(self.poll_s)
+            return None
+        return await _wait_child(self._child, poll_s=self.poll_s)
+
+    def terminate(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGTERM)
+
+    def kill_tree(self) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        # Members of the session that made a process group of their own.
+        for process in _members(self.pid, self.started):
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+
+    def remaining(self) -> list[int]:
+        return [process.pid for process in _members(self.pid, self.started)]
+
+    def write_input(self, text: str) -> None:
+        # Non-blocking: a program that stops reading its input must not stall the agent.
+        try:
+            fd = os.open(self._fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError as exc:
+            if exc.errno in (errno.ENXIO, errno.ENOENT):
+                raise ConsoleUnavailable("the program is not running") from exc
+            raise ConsoleUnavailable(f"cannot open its console input: {exc}") from exc
+        try:
+            os.write(fd, text.encode("utf-8"))
+        except BlockingIOError as exc:
+            raise ConsoleUnavailable("its console input is full: it does not read it") from exc
+        except OSError as exc:
+            raise ConsoleUnavailable(f"cannot write to its console input: {exc}") from exc
+        finally:
+            os.close(fd)
 
 
 class PosixPlatform(Platform):
@@ -126,6 +189,56 @@ class PosixPlatform(Platform):
         alive = _wait_gone(list(killed.values()), LEFTOVER_WAIT_S)
         return Leftovers(killed=len(killed) - alive, alive=alive)
 
+    async def spawn_program(
+        self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str], console: Path
+    ) -> ProgramProcess:
+        """Output goes to the log opened ``O_APPEND``, not to a pipe: a pipe would
+        kill the program with SIGPIPE once the agent that read it is gone, and appends
+        let the agent cut the log's head while the program writes. Its stdin is a FIFO
+        it holds open read-write, so it never reads EOF, and an agent started later
+        writes to it as this one does. No parent-death signal: it outlives the agent."""
+        fifo = console.with_name(STDIN_FIFO)
+        _make_fifo(fifo)
+        stdin = os.open(fifo, os.O_RDWR)
+        try:
+            output = os.open(console, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError:
+            os.close(stdin)
+            raise
+        before = time.time()
+        try:
+            # Popen, not asyncio's subprocess: its exit is awaited on a pidfd below,
+            # where asyncio (3.11) would give each game a thread blocked in waitpid;
+            # the fork and exec themselves take a moment.
+            child = subprocess.Popen(  # noqa: ASYNC220
+                list(argv),
+                stdin=stdin,
+                stdout=output,
+                stderr=output,
+                cwd=cwd,
+                env=dict(env),
+                start_new_session=True,
+            )
+        finally:
+            os.close(stdin)
+            os.close(output)
+        self._restore_program_priority(child.pid)
+        started = process_start_time(child.pid, fallback=before)
+        return PosixProgramProcess(child.pid, started=started, fifo=fifo, child=child)
+
+    def adopt_program(self, pid: int, *, started: float, console: Path) -> ProgramProcess | None:
+        if not _leader_running(pid, started):
+            return None
+        return PosixProgramProcess(pid, started=started, fifo=console.with_name(STDIN_FIFO))
+
+    def _restore_program_priority(self, pid: int) -> None:
+        """As :meth:`_restore_priority`, but never above normal (nice 0): a game
+        server must not take the CPU from the machine's own work either."""
+        if self._normal_niceness is None:
+            return
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, pid, max(self._normal_niceness, 0))
+
     def _restore_priority(self, pid: int) -> None:
         """Give a command the priority the agent had before lowering its own.
 
@@ -160,6 +273,56 @@ class PosixPlatform(Platform):
         except BlockingIOError:
             return False
         return True
+
+
+def _make_fifo(path: Path) -> None:
+    """Make ``path`` a FIFO readable and writable by the owner only."""
+    try:
+        if stat.S_ISFIFO(os.lstat(path).st_mode):
+            return
+        path.unlink()
+    except FileNotFoundError:
+        pass
+    os.mkfifo(path, 0o600)
+
+
+async def _wait_child(child: subprocess.Popen[bytes], *, poll_s: float) -> int:
+    """Wait for our child ``child`` to exit, and reap it: woken by its pidfd, without a
+    thread; polled every ``poll_s`` where the system has no pidfd (macOS, Linux < 5.3)."""
+    try:
+        pidfd = os.pidfd_open(child.pid)
+    except (AttributeError, OSError):
+        while child.poll() is None:
+            await asyncio.sleep(poll_s)
+        return child.returncode
+    loop = asyncio.get_running_loop()
+    exited: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        if not exited.done():
+            exited.set_result(None)
+
+    loop.add_reader(pidfd, readable)
+    try:
+        if child.poll() is None:
+            await exited
+    finally:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+    return child.wait()
+
+
+def _leader_running(pid: int, started: float) -> bool:
+    """Whether ``pid`` still names the process that started at ``started``."""
+    try:
+        process = psutil.Process(pid)
+        if abs(process.create_time() - started) > START_TIME_TOLERANCE_S:
+            return False
+        return bool(process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True  # it exists; whose it is cannot be told better
 
 
 def _members(leader: int, started: float) -> list[psutil.Process]:

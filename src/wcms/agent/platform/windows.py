@@ -17,17 +17,18 @@ import platform
 import signal
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from wcms.agent.platform import windows_admin, windows_service
+from wcms.agent.platform import windows_admin, windows_programs, windows_service
 from wcms.agent.platform.base import (
     Leftovers,
     OsInfo,
     Platform,
+    ProgramProcess,
     ShellProcess,
     app_specific_id,
     decode_utf8,
@@ -45,8 +46,6 @@ if sys.platform == "win32":
     from ctypes import wintypes
 
 _WINDOWS_ONLY = "this needs Windows"
-_PROCESS_TERMINATE = 0x0001
-_PROCESS_SET_QUOTA = 0x0100
 # SetInformationJobObject's JobObjectExtendedLimitInformation, and the limit that kills
 # the job's processes when its last handle closes (the agent's, also when it dies).
 _JOB_EXTENDED_LIMITS = 9
@@ -268,6 +267,14 @@ class WindowsPlatform(WindowsActions, Platform):
             )
         raise NotImplementedError(_WINDOWS_ONLY)
 
+    async def spawn_program(
+        self, argv: Sequence[str], *, cwd: str | None, env: Mapping[str, str], console: Path
+    ) -> ProgramProcess:
+        return await windows_programs.spawn(argv, cwd=cwd, env=env, console=console)
+
+    def adopt_program(self, pid: int, *, started: float, console: Path) -> ProgramProcess | None:
+        return windows_programs.adopt(pid, started=started)
+
     def kill_leftovers(self, pid: int, *, started: float) -> Leftovers | None:
         # The command's job object was set to kill its processes when its last handle
         # closed: Windows closed it when the agent's process ended.
@@ -364,19 +371,10 @@ def job_for(kernel32: Any, pid: int) -> int | None:
     Children the command starts before it is assigned escape the job; the psutil
     fallback in kill_tree covers those still attached to the tree.
     """
-    job = kernel32.CreateJobObjectW(None, None)
-    if not job:
-        return None
     # Refused, the job still serves kill_tree; only a dying agent leaves it running.
-    set_kill_on_close(kernel32, job, enabled=True)
-    process = kernel32.OpenProcess(_PROCESS_SET_QUOTA | _PROCESS_TERMINATE, False, pid)
-    assigned = bool(process) and bool(kernel32.AssignProcessToJobObject(job, process))
-    if process:
-        kernel32.CloseHandle(process)
-    if not assigned:
-        kernel32.CloseHandle(job)
-        return None
-    return int(job)
+    return windows_programs.program_job(
+        kernel32, pid, prepare=lambda job: set_kill_on_close(kernel32, job, enabled=True)
+    )
 
 
 def set_kill_on_close(kernel32: Any, job: int, *, enabled: bool) -> bool:
