@@ -20,6 +20,7 @@ from wcms.server.api import (
     health,
     machines,
     policies,
+    programs,
     rooms,
 )
 from wcms.server.api.body_limit import BodyLimit
@@ -51,7 +52,7 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     app.state.core = core
     errors.install(app)
     openapi.install(app)
-    routers = (health, auth, machines, rooms, events, commands, credentials, audit)
+    routers = (health, auth, machines, rooms, events, commands, programs, credentials, audit)
     for module in (*routers, files, policies, agent_http, agent_files, agent_ws):
         app.include_router(module.router)
     web.install(app)

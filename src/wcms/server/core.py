@@ -26,6 +26,7 @@ from wcms.server.services.history import History
 from wcms.server.services.links import LinkRegistry
 from wcms.server.services.machines import Machines
 from wcms.server.services.presence import Presence
+from wcms.server.services.programs import Programs
 from wcms.server.services.rooms import Rooms
 from wcms.server.services.throttle import LoginThrottle
 from wcms.server.settings import Settings
@@ -71,6 +72,7 @@ class Core:
         self.rooms = Rooms(self.db, bus=self.bus)
         self.files = Files(self.db, settings)
         self.policies = ActionPolicies(self.db)
+        self.programs = Programs(self.db, self.registry, self.sealer, bus=self.bus)
         self.progress = RunProgressWriter(self.db, settings, self.sealer)
         self.login_throttle = LoginThrottle()
         self.sweeper = Sweeper(self.presence, self.commands)

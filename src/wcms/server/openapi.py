@@ -139,6 +139,8 @@ ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "POST /api/commands": (404,),
     "POST /api/commands/bulk": (404,),
     "POST /api/commands/{command_id}/retry": (409,),
+    "GET /api/programs": (404,),
+    "POST /api/programs": (404, 409),
     "POST /api/client/register": (401, 403, 409, 503),
     "POST /api/client/files": (403,),
 }

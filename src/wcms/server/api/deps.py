@@ -20,6 +20,7 @@ from wcms.server.services.enrollment import Enrollment
 from wcms.server.services.files import Files
 from wcms.server.services.history import History
 from wcms.server.services.machines import Machines
+from wcms.server.services.programs import Programs
 from wcms.server.services.rooms import Rooms
 
 SESSION_COOKIE = "wcms_session"
@@ -92,6 +93,10 @@ def _policies(core: CoreDep) -> ActionPolicies:
     return core.policies
 
 
+def _programs(core: CoreDep) -> Programs:
+    return core.programs
+
+
 def _rooms(core: CoreDep) -> Rooms:
     return core.rooms
 
@@ -105,6 +110,7 @@ FilesDep = Annotated[Files, Depends(_files)]
 HistoryDep = Annotated[History, Depends(_history)]
 MachinesDep = Annotated[Machines, Depends(_machines)]
 PoliciesDep = Annotated[ActionPolicies, Depends(_policies)]
+ProgramsDep = Annotated[Programs, Depends(_programs)]
 RoomsDep = Annotated[Rooms, Depends(_rooms)]
 
 

@@ -12,8 +12,9 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from wcms.protocol import RunCancelFrame, RunEnvelope, RunFrame
+from wcms.protocol import PROGRAMS_SINCE_VERSION, RunCancelFrame, RunEnvelope, RunFrame
 from wcms.protocol.messages import dump
+from wcms.protocol.programs import ProgramSet, ProgramsFrame
 from wcms.server.services.links import AgentLink
 
 log = logging.getLogger("wcms.channel")
@@ -34,6 +35,8 @@ class WsLink(AgentLink):
         # Runs are pushed only after the welcome frame; until then they wait in the
         # database and are picked up by the delivery that follows the welcome.
         self.ready = False
+        # What the agent's hello announced: program sets go only to version 3 and later.
+        self.protocol_version = 1
         self._send_lock = asyncio.Lock()
 
     @property
@@ -62,6 +65,13 @@ class WsLink(AgentLink):
 
     async def cancel(self, run_id: int) -> None:
         await self.send(RunCancelFrame(run_id=run_id))
+
+    @property
+    def takes_programs(self) -> bool:
+        return self.pushes and self.protocol_version >= PROGRAMS_SINCE_VERSION
+
+    async def offer_programs(self, programs: ProgramSet) -> bool:
+        return self.takes_programs and await self.send(ProgramsFrame(set=programs))
 
     async def close(self, code: int, reason: str) -> None:
         self.closed = True
@@ -105,6 +115,10 @@ class HttpLink(AgentLink):
 
     async def cancel(self, run_id: int) -> None:
         self._cancels.append(run_id)
+        self._wake.set()
+
+    def programs_changed(self) -> None:
+        """The machine's programs changed: a waiting poll answers the new set."""
         self._wake.set()
 
     async def close(self, code: int, reason: str) -> None:

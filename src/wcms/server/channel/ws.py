@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from starlette.websockets import WebSocketDisconnect
 
 from wcms.protocol import (
+    PROGRAMS_SINCE_VERSION,
     CloseCode,
     ErrorFrame,
     HeartbeatFrame,
@@ -23,6 +24,7 @@ from wcms.protocol import (
     agent_frame,
     close_code_for_status,
 )
+from wcms.protocol.programs import ProgramAckFrame, ProgramReportFrame, ProgramsFrame
 from wcms.server.channel.auth import bearer, session_of
 from wcms.server.channel.links import WsLink
 from wcms.server.core import Core
@@ -109,8 +111,13 @@ async def _converse(core: Core, link: WsLink) -> str | None:
             server_time=utcnow(),
         )
     )
+    link.protocol_version = hello.protocol_version
     link.ready = True
     await core.commands.deliver_pending(link.machine_id)
+    if hello.protocol_version >= PROGRAMS_SINCE_VERSION:
+        stale = await core.programs.stale_set(link.machine_id, hello.programs_revision)
+        if stale is not None:
+            await link.send(ProgramsFrame(set=stale))
     updates: set[asyncio.Task[None]] = set()
     try:
         return await _read_frames(core, link, updates)
@@ -158,6 +165,8 @@ async def _read_frames(core: Core, link: WsLink, updates: set[asyncio.Task[None]
             task.add_done_callback(updates.discard)
         elif isinstance(frame, RunProgressFrame):
             await core.progress.apply(link.machine_id, frame.progress)
+        elif isinstance(frame, ProgramReportFrame):
+            await _report_programs(core, link, frame)
         elif isinstance(frame, ShutdownFrame):
             return frame.reason
 
@@ -193,6 +202,23 @@ async def _apply(core: Core, link: WsLink, frame: RunUpdateFrame) -> None:
         await link.close(CloseCode.SERVER_ERROR, "server_error")
         return
     await link.send(RunAckFrame(run_id=update.run_id, attempt=update.attempt, state=update.state))
+
+
+async def _report_programs(core: Core, link: WsLink, frame: ProgramReportFrame) -> None:
+    """Store a program report, then ack it (and send the set if the agent's is stale).
+
+    A database failure ends the connection unacknowledged (StorageError goes up): the
+    agent reconnects and sends the report again."""
+    try:
+        ack = await core.programs.apply_report(link.machine_id, frame.report)
+    except StorageError:
+        raise
+    except WcmsError as exc:
+        await link.send(ErrorFrame(code=exc.code, message=exc.message))
+        return
+    await link.send(ProgramAckFrame(seq=ack.seq))
+    if ack.programs is not None:
+        await link.send(ProgramsFrame(set=ack.programs))
 
 
 async def _deny(websocket: WebSocket, exc: WcmsError) -> None:

@@ -146,7 +146,6 @@ class Database:
             log.info("the database answers again")
 
 
-
 # SQLSTATE classes of a database that is away, full or busy: connection exception,
 # insufficient resources (disk full, too many connections), object not in
 # prerequisite state (not accepting connections), operator intervention (shutting

@@ -310,3 +310,72 @@ audit_log = Table(
     Column("detail", JSON),
     Column("ip", String(64)),
 )
+
+programs = Table(
+    "programs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "machine_id", String(128), ForeignKey("machines.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("name", String(64), nullable=False),
+    Column("preset", String(16), nullable=False),
+    # The agent's ProgramSpec without its name, desired state, restart request and
+    # secrets (the probe URL's password is *** here): those have columns of their own.
+    Column("spec", JSON, nullable=False),
+    # secret_env values and a probe URL holding a password, sealed (crypto.Sealer).
+    Column("sealed_secrets", Text),
+    Column("desired", String(16), nullable=False),
+    Column("restart_seq", BigInteger, nullable=False, default=0),
+    # The machine's set revision at this program's last change (pending until applied).
+    Column("revision", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128)),
+    # What the agent last reported.
+    Column("state", String(16), nullable=False, default="stopped"),
+    Column("pid", Integer),
+    Column("started_at", UTCDateTime),
+    Column("restarts", Integer, nullable=False, default=0),
+    Column("last_exit", JSON),
+    Column("players", Integer),
+    Column("cpu_percent", Float),
+    Column("rss_bytes", BigInteger),
+    Column("status", JSON),
+    Column("reported_at", UTCDateTime),
+    # It crashed, hung or loops: its next start that reaches running is a recovery.
+    Column("troubled", Boolean, nullable=False, default=False),
+    Index("uq_programs_machine_name", "machine_id", "name", unique=True),
+)
+
+program_sets = Table(
+    "program_sets",
+    metadata,
+    Column(
+        "machine_id", String(128), ForeignKey("machines.id", ondelete="CASCADE"), primary_key=True
+    ),
+    # Raised in the transaction of every change to the machine's programs.
+    Column("revision", BigInteger, nullable=False),
+    # The revision the agent last said it applies, and the highest event seq stored.
+    Column("applied_revision", BigInteger),
+    Column("acked_seq", BigInteger, nullable=False, default=0),
+    Column("reported_at", UTCDateTime),
+)
+
+program_events = Table(
+    "program_events",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("machine_id", String(128), nullable=False),
+    Column("name", String(64), nullable=False),
+    # The agent's number of the change: a re-sent change is stored once.
+    Column("seq", BigInteger, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("from_state", String(16), nullable=False),
+    Column("to_state", String(16), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("detail", Text),
+    Column("exit", JSON),
+    Index("uq_program_events_machine_seq", "machine_id", "seq", unique=True),
+    Index("ix_program_events_machine_name", "machine_id", "name", "id"),
+)
