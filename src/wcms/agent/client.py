@@ -35,6 +35,7 @@ from wcms.protocol import (
     StatusReport,
 )
 from wcms.protocol.messages import dump
+from wcms.protocol.programs import ProgramReport, ProgramReportAck
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +131,21 @@ class ServerClient:
     async def heartbeat(self, status: StatusReport) -> None:
         await self._call("POST", "/api/client/heartbeat", body=HeartbeatRequest(status=status))
 
-    async def poll(self, wait: float) -> CommandPoll:
-        """Runs to start and to cancel, waiting up to ``wait`` seconds for some."""
+    async def poll(self, wait: float, *, programs_revision: int | None = None) -> CommandPoll:
+        """Runs to start and to cancel, waiting up to ``wait`` seconds for some; and the
+        machine's programs when the server's revision is not ``programs_revision``."""
+        params = {"wait": f"{wait:g}"}
+        if programs_revision is not None:
+            params["programs_revision"] = str(programs_revision)
         raw = await self._call(
-            "GET", "/api/client/command", params={"wait": f"{wait:g}"}, timeout=wait + POLL_SLACK_S
+            "GET", "/api/client/command", params=params, timeout=wait + POLL_SLACK_S
         )
         return _parse(raw, CommandPoll)
+
+    async def report_programs(self, report: ProgramReport) -> ProgramReportAck:
+        """The supervised programs' statuses and state changes (protocol version 3)."""
+        raw = await self._call("POST", "/api/client/programs", body=report)
+        return _parse(raw, ProgramReportAck)
 
     async def send_update(self, update: RunUpdate) -> None:
         """Report on a run; returns once the server stored it."""

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import secrets
 import sys
+from collections.abc import Callable
 from functools import partial
 
 import aiohttp
@@ -39,7 +40,9 @@ from wcms.agent.outbox import Outbox
 from wcms.agent.platform import Platform, current_platform
 from wcms.agent.runner import RunManager
 from wcms.agent.state import Credential, StateDir
+from wcms.agent.supervisor import Supervisor
 from wcms.agent.transport import ChannelContext
+from wcms.agent.transport.programs import ProgramFeed
 from wcms.protocol import RegisterRequest
 
 log = logging.getLogger(__name__)
@@ -62,6 +65,8 @@ class Agent:
         self._backoff = Backoff(config.backoff_initial, config.backoff_max)
         self._resources = contextlib.AsyncExitStack()
         self._runner: RunManager | None = None
+        self._programs: ProgramFeed | None = None
+        self._supervisor: Supervisor | None = None
         self._connection: Connection | None = None
         self._work: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None
@@ -97,6 +102,7 @@ class Agent:
             async with asyncio.timeout(self.config.shutdown_timeout):
                 if self._runner is not None:
                     await self._runner.shutdown()
+                await self._close_programs()
                 if self._connection is not None:
                     await self._connection.say_goodbye(reason)
         except TimeoutError:
@@ -144,6 +150,7 @@ class Agent:
         session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=15))
         self._resources.push_async_callback(session.close)
         client = ServerClient(session, self.config.server_url, session_id=self.session_id)
+        self._programs = await self._start_programs()
         self._runner = self._build_runner(journal, outbox, client=client, machine_id=machine_id)
         self._runner.recover()
         while True:
@@ -162,6 +169,29 @@ class Agent:
                 self.state.delete_credential()
             finally:
                 self._connection = None
+
+    async def _start_programs(self) -> ProgramFeed:
+        """Supervise the programs this machine runs, from the set on disk, before the
+        server is reached: game servers keep running (and restarting) without it.
+        Programs outlive the agent; the next start adopts them."""
+        supervisor: Supervisor | None = None
+
+        def build(on_change: Callable[[], None]) -> Supervisor:
+            nonlocal supervisor
+            supervisor = Supervisor(self.state.path, platform=self.platform, on_change=on_change)
+            return supervisor
+
+        feed = ProgramFeed(build)
+        assert supervisor is not None
+        await supervisor.start()
+        self._supervisor = supervisor
+        self._resources.push_async_callback(self._close_programs)
+        return feed
+
+    async def _close_programs(self) -> None:
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            await supervisor.close()
 
     def _build_runner(
         self, journal: Journal, outbox: Outbox, *, client: ServerClient, machine_id: str
@@ -184,6 +214,7 @@ class Agent:
             power=power,
             settings=settings,
             allowed=config.allowed_actions,
+            programs=self._supervisor,
         )
         return RunManager(
             journal,
@@ -206,6 +237,7 @@ class Agent:
             inventory=partial(collect_inventory, self.platform),
             heartbeat_interval=self.config.heartbeat_interval,
             progress=runner.progress,
+            programs=self._programs,
         )
         return Connection(ctx, transport=self.config.transport, backoff=self._backoff)
 

@@ -8,7 +8,7 @@ import typer
 from pydantic import ValidationError
 
 from wcms import __version__
-from wcms.cli import agent, files, local, remote, server
+from wcms.cli import agent, consoles, files, local, programs, remote, server  # noqa: F401 - consoles adds `program logs` and `program send`
 from wcms.cli.client import CliError
 
 app = typer.Typer(
@@ -51,6 +51,7 @@ app.command("revoke")(remote.revoke)
 app.command("cancel")(remote.cancel)
 app.command("retry")(remote.retry)
 app.add_typer(files.file_app, name="file")
+app.add_typer(programs.program_app, name="program")
 
 
 def main() -> None:

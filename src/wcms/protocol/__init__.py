@@ -32,6 +32,7 @@ from wcms.protocol.commands import (
     redact_payload,
 )
 from wcms.protocol.messages import (
+    PROGRAMS_SINCE_VERSION,
     PROGRESS_SINCE_VERSION,
     PROTOCOL_VERSION,
     AgentFrame,
@@ -67,6 +68,7 @@ from wcms.protocol.wire import CloseCode, ErrorCode, close_code_for_status
 
 __all__ = [
     "COMMAND_TYPES",
+    "PROGRAMS_SINCE_VERSION",
     "PROGRESS_SINCE_VERSION",
     "PROTOCOL_VERSION",
     "TERMINAL_STATES",

@@ -59,6 +59,7 @@ class Reason(StrEnum):
     READY = "ready"
     ADOPTED = "adopted"  # found still running after an agent restart
     REMOVED = "removed"
+    EXITED = "exited"  # exit 0 by itself, neither a crash nor an in-game stop
 
 
 class RestartPolicy(StrEnum):
@@ -122,7 +123,7 @@ def parse_probe_url(text: str) -> ProbeUrl:
         raise ValueError(
             "a palworld:// probe needs the admin password, as palworld://admin:PASSWORD@H:P"
         )
-    return ProbeUrl(scheme=scheme, host=host, port=port, user=user, password=password, url=text)  # type: ignore[arg-type]
+    return ProbeUrl(scheme=scheme, host=host, port=port, user=user, password=password, url=text)
 
 
 _USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)([^@/]*)@")

@@ -29,6 +29,7 @@ from wcms.agent.actions.power import (
 )
 from wcms.agent.actions.printing import PrintAction
 from wcms.agent.actions.processes import KillAction, ProcessesAction
+from wcms.agent.actions.programs import Consoles, ProgramLogsAction, ProgramSendAction
 from wcms.agent.actions.screen import ScreenshotAction
 from wcms.agent.actions.software import DownloadAction, InstallAction
 from wcms.agent.actions.wake import WakeAction
@@ -97,8 +98,10 @@ def default_actions(
     power: PowerBackend,
     settings: ActionSettings | None = None,
     allowed: Collection[str] | None = None,
+    programs: Consoles | None = None,
 ) -> ActionRegistry:
-    """Every command type this agent carries out (those in ``allowed``, when given)."""
+    """Every command type this agent carries out (those in ``allowed``, when given);
+    the console of supervised programs only with a supervisor (``programs``)."""
     settings = settings or ActionSettings()
     execute = ExecuteAction(
         platform, max_output_bytes=max_output_bytes, blocked=settings.blocked_commands
@@ -117,4 +120,7 @@ def default_actions(
         "processes": ProcessesAction(),
         "kill": KillAction(),
     }
+    if programs is not None:
+        actions["program_logs"] = ProgramLogsAction(programs)
+        actions["program_send"] = ProgramSendAction(programs)
     return ActionRegistry(actions, allowed=allowed)

@@ -14,6 +14,7 @@ from wcms.agent.collectors import StatusCollector
 from wcms.agent.outbox import Outbox
 from wcms.agent.progress import ProgressQueue
 from wcms.agent.runner import RunManager
+from wcms.agent.transport.programs import ProgramFeed
 from wcms.protocol import Inventory
 
 
@@ -32,6 +33,8 @@ class ChannelContext:
     heartbeat_interval: float | None
     # Live progress of running runs, sent to servers that take it (protocol 2).
     progress: ProgressQueue = field(default_factory=ProgressQueue)
+    # Supervised programs, reported to servers that take them (protocol 3).
+    programs: ProgramFeed | None = None
 
 
 # Progress reports of one run go out at most this often; the rest is merged meanwhile.

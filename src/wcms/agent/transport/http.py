@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 from wcms.agent.errors import ServerError
 from wcms.agent.transport import PROGRESS_INTERVAL_S, Channel, ChannelContext, first_to_end
-from wcms.protocol import PROGRESS_SINCE_VERSION, RegisterRequest, RunUpdate
+from wcms.protocol import PROGRAMS_SINCE_VERSION, PROGRESS_SINCE_VERSION, RegisterRequest, RunUpdate
+from wcms.protocol.programs import ProgramReport
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class LongPollChannel(Channel):
             self._polls(hello.poll_timeout),
             self._flush(),
             self._progress(hello.protocol_version >= PROGRESS_SINCE_VERSION),
+            self._program_reports(hello.protocol_version >= PROGRAMS_SINCE_VERSION, interval),
             self._deadline(),
         )
 
@@ -63,7 +65,12 @@ class LongPollChannel(Channel):
     async def _polls(self, wait: float) -> None:
         runner = self.ctx.runner
         while True:
-            poll = await self.ctx.client.poll(wait)
+            programs = self.ctx.programs
+            poll = await self.ctx.client.poll(
+                wait, programs_revision=programs.revision if programs else None
+            )
+            if programs is not None:
+                programs.received(poll.programs)
             new = [runner.submit(envelope) for envelope in poll.runs]
             for run_id in poll.cancels:
                 runner.cancel(run_id)
@@ -92,6 +99,19 @@ class LongPollChannel(Channel):
                 except ServerError as exc:
                     log.debug("run %s: progress refused: %s", progress.run_id, exc)
             await asyncio.sleep(PROGRESS_INTERVAL_S)
+
+    async def _program_reports(self, supported: bool, interval: float) -> None:
+        """Report the programs to a server that takes them (protocol 3); the answer
+        acknowledges events and brings the server's set when it changed."""
+        feed = self.ctx.programs
+        if feed is None or not supported:
+            await asyncio.Event().wait()
+            return
+
+        async def send(report: ProgramReport) -> None:
+            feed.acknowledged(await self.ctx.client.report_programs(report))
+
+        await feed.reports(send, interval=interval)
 
     async def _upload(self, update: RunUpdate) -> None:
         """Send one update; a 2xx answer means the server stored it."""

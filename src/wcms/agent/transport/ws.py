@@ -20,6 +20,7 @@ from wcms.agent.errors import (
 from wcms.agent.outbox import RunKey
 from wcms.agent.transport import PROGRESS_INTERVAL_S, Channel, ChannelContext, first_to_end
 from wcms.protocol import (
+    PROGRAMS_SINCE_VERSION,
     PROGRESS_SINCE_VERSION,
     CloseCode,
     ErrorCode,
@@ -37,6 +38,12 @@ from wcms.protocol import (
     server_frame,
 )
 from wcms.protocol.messages import dump
+from wcms.protocol.programs import (
+    ProgramAckFrame,
+    ProgramReport,
+    ProgramReportFrame,
+    ProgramsFrame,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +73,14 @@ class WebSocketChannel(Channel):
         self._ws = ws
         try:
             inventory = await asyncio.to_thread(self.ctx.inventory)
-            await self._send(HelloFrame(session_id=self.ctx.client.session_id, inventory=inventory))
+            programs = self.ctx.programs
+            await self._send(
+                HelloFrame(
+                    session_id=self.ctx.client.session_id,
+                    inventory=inventory,
+                    programs_revision=programs.revision if programs else None,
+                )
+            )
             try:
                 welcome = await asyncio.wait_for(self._until_welcome(ws), WELCOME_TIMEOUT_S)
             except TimeoutError as exc:
@@ -79,6 +93,7 @@ class WebSocketChannel(Channel):
                 self._heartbeats(interval),
                 self._flush(),
                 self._progress(welcome.protocol_version >= PROGRESS_SINCE_VERSION),
+                self._program_reports(welcome.protocol_version >= PROGRAMS_SINCE_VERSION, interval),
             )
         finally:
             self._ws = None
@@ -158,6 +173,10 @@ class WebSocketChannel(Channel):
             runner.cancel(frame.run_id)
         elif isinstance(frame, RunAckFrame):
             outbox.ack(frame.run_id, frame.attempt, state=frame.state)
+        elif isinstance(frame, ProgramsFrame) and self.ctx.programs is not None:
+            self.ctx.programs.received(frame.set)
+        elif isinstance(frame, ProgramAckFrame) and self.ctx.programs is not None:
+            self.ctx.programs.programs.acknowledge(frame.seq)
         elif isinstance(frame, ErrorFrame):
             self._on_error(frame)
         else:
@@ -198,6 +217,18 @@ class WebSocketChannel(Channel):
                 if supported:
                     await self._send(RunProgressFrame(progress=progress))
             await asyncio.sleep(PROGRESS_INTERVAL_S)
+
+    async def _program_reports(self, supported: bool, interval: float) -> None:
+        """Report the programs to a server that takes them (protocol 3)."""
+        feed = self.ctx.programs
+        if feed is None or not supported:
+            await asyncio.Event().wait()
+            return
+
+        async def send(report: ProgramReport) -> None:
+            await self._send(ProgramReportFrame(report=report))
+
+        await feed.reports(send, interval=interval)
 
     async def _send(self, frame: BaseModel) -> None:
         ws = self._ws
