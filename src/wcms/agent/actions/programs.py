@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from wcms.agent.actions.base import Action, ActionContext, ActionOutcome, payload_of
@@ -16,6 +17,8 @@ from wcms.protocol.actions import ProgramLogsPayload, ProgramSendPayload
 # A followed console's run ends once it streamed this much (the server keeps 64 KiB of a
 # run's output); the follower starts the next run at once.
 FOLLOW_LIMIT_CHARS = 48 * 1024
+# The most console lines a follower gets each second.
+LINES_PER_S = 500
 
 
 class Consoles(Protocol):
@@ -54,18 +57,62 @@ class ProgramLogsAction(Action):
         return ActionOutcome(state, RunResult(exit_code=0, stdout="".join(followed)))
 
     async def _follow(self, name: str, ctx: ActionContext, followed: list[str]) -> None:
+        """Stream new lines until cancelled or FOLLOW_LIMIT_CHARS went out, at most
+        ``LINES_PER_S`` a second: past that, a marker says how many were left out, so a
+        server spamming its console cannot flood the WCMS server."""
+        lines = aiter(self._consoles.follow(name))
+        limit = RateLimit(LINES_PER_S, clock=time.monotonic)
+        size = sum(map(len, followed))
         cancelled = asyncio.create_task(ctx.cancelled.wait())
+        line_task: asyncio.Future[str] | None = None
         try:
-            async for line in self._consoles.follow(name):
-                if cancelled.done():
+            while size < FOLLOW_LIMIT_CHARS:
+                line_task = asyncio.ensure_future(anext(lines))
+                await asyncio.wait({line_task, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+                if not line_task.done():
                     return
-                line = line if line.endswith("\n") else line + "\n"
-                followed.append(line)
-                ctx.progress.output(line)
-                if sum(map(len, followed)) >= FOLLOW_LIMIT_CHARS:
-                    return
+                for text in limit.admit(line_task.result()):
+                    text = text if text.endswith("\n") else text + "\n"
+                    followed.append(text)
+                    size += len(text)
+                    ctx.progress.output(text)
+        except StopAsyncIteration:
+            return
         finally:
             cancelled.cancel()
+            if line_task is not None and not line_task.done():
+                line_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await line_task
+            aclose = getattr(lines, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+class RateLimit:
+    """At most ``per_s`` lines in each second; the lines over it are counted and a
+    marker line replaces them when the next second lets a line through."""
+
+    def __init__(self, per_s: int, *, clock: Callable[[], float]) -> None:
+        self._per_s = per_s
+        self._clock = clock
+        self._second = -1
+        self._count = 0
+        self._skipped = 0
+
+    def admit(self, line: str) -> list[str]:
+        second = int(self._clock())
+        if second != self._second:
+            self._second, self._count = second, 0
+        if self._count >= self._per_s:
+            self._skipped += 1
+            return []
+        self._count += 1
+        if not self._skipped:
+            return [line]
+        marker = f"[... {self._skipped} lines left out: more than {self._per_s} a second ...]"
+        self._skipped = 0
+        return [marker, line]
 
 
 class ProgramSendAction(Action):
