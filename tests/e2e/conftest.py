@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import functools
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.procs import AgentProc, ServerProc
@@ -77,3 +80,18 @@ def spawn_on(tmp_path: Path) -> Iterator[Callable[..., AgentProc]]:
 def spawn(server: ServerProc, spawn_on: Callable[..., AgentProc]) -> Callable[..., AgentProc]:
     """Start agents of the test's server: spawn("lab-01", transport="http")."""
     return functools.partial(spawn_on, server)
+
+
+@pytest.fixture
+def no_game_left(tmp_path: Path) -> Iterator[None]:
+    """Programs outlive their agent by design: kill every fake game this test started."""
+    yield
+    mark = str(tmp_path)
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        started_here = any(mark in part for part in cmdline)
+        if started_here and any(part.endswith("fakegame.py") for part in cmdline):
+            try:
+                os.killpg(process.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                process.kill()

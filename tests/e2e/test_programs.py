@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +35,8 @@ def database_url() -> None:
 
 
 @pytest.fixture(autouse=True)
-def no_game_left(tmp_path: Path) -> Iterator[None]:
-    """Programs outlive their agent by design: kill every fake game this test started."""
-    yield
-    mark = str(tmp_path)
-    for process in psutil.process_iter(["cmdline"]):
-        cmdline = process.info["cmdline"] or []
-        if any(mark in part for part in cmdline) and process.pid != os.getpid():
-            try:
-                os.killpg(process.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                process.kill()
+def _no_game_left(no_game_left: None) -> None:
+    """Programs outlive their agent by design: every fake game is killed after a test."""
 
 
 def game(tmp_path: Path, *args: str) -> list[str]:

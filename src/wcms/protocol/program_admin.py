@@ -214,6 +214,22 @@ class ProgramEventOut(Body):
     exit: ProgramExitOut | None = None
 
 
+class ProgramHistory(Body):
+    """A program's measurements, one point per bucket, as parallel arrays: CPU averaged,
+    memory and players both averaged and at their highest in the bucket."""
+
+    machine: str
+    name: str
+    since: datetime
+    bucket_s: int
+    t: list[int] = Field(description="Bucket start, seconds since the epoch (UTC)")
+    cpu: list[float | None] = Field(description="CPU percent (of one core), averaged")
+    rss: list[float | None] = Field(description="Resident memory in bytes, averaged")
+    rss_max: list[int | None]
+    players: list[float | None] = Field(description="Players online, averaged")
+    players_max: list[int | None]
+
+
 class ProgramEventKind(StrEnum):
     """What the alert engine hears of programs (see :class:`ProgramEvent`)."""
 

@@ -72,7 +72,13 @@ class Core:
         self.rooms = Rooms(self.db, bus=self.bus)
         self.files = Files(self.db, settings)
         self.policies = ActionPolicies(self.db)
-        self.programs = Programs(self.db, self.registry, self.sealer, bus=self.bus)
+        self.programs = Programs(
+            self.db,
+            self.registry,
+            self.sealer,
+            bus=self.bus,
+            sample_every_s=settings.heartbeat_interval / 2,
+        )
         self.progress = RunProgressWriter(self.db, settings, self.sealer)
         self.login_throttle = LoginThrottle()
         self.sweeper = Sweeper(self.presence, self.commands)

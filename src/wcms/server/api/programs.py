@@ -6,10 +6,17 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from wcms.protocol.program_admin import ProgramCreate, ProgramEventOut, ProgramOut, ProgramPatch
+from wcms.protocol.program_admin import (
+    ProgramCreate,
+    ProgramEventOut,
+    ProgramHistory,
+    ProgramOut,
+    ProgramPatch,
+)
 from wcms.server.api.deps import AdminActor, ProgramsDep
 from wcms.server.services.clock import utcnow
 from wcms.server.services.programs import Goal
+from wcms.server.services.programs.history import window
 
 router = APIRouter(prefix="/api/programs", tags=["programs"])
 
@@ -127,6 +134,21 @@ async def program_events(
 ) -> list[ProgramEventOut]:
     """The program's newest state changes, oldest first."""
     return await programs.events(machine, name, limit=limit)
+
+
+@router.get("/{machine}/{name}/history", response_model=ProgramHistory)
+async def program_history(
+    machine: MachinePath,
+    name: NamePath,
+    programs: ProgramsDep,
+    _: AdminActor,
+    hours: Annotated[float, Query(gt=0, le=2160, description="How far back (90 days at most)")] = 1,
+) -> ProgramHistory:
+    """The program's CPU percent, memory and players while it ran, in about 360 buckets
+    as parallel arrays ready for a chart: CPU averaged, memory and players averaged and
+    at their highest."""
+    since, bucket_s = window(hours, now=utcnow())
+    return await programs.history(machine, name, since=since, bucket_s=bucket_s)
 
 
 async def _waited(programs: ProgramsDep, out: ProgramOut, goal: Goal, wait: float) -> ProgramOut:

@@ -379,3 +379,18 @@ program_events = Table(
     Index("uq_program_events_machine_seq", "machine_id", "seq", unique=True),
     Index("ix_program_events_machine_name", "machine_id", "name", "id"),
 )
+
+# One row per running program every half heartbeat interval at most; kept whole (no
+# retention nor rollups yet).
+program_samples = Table(
+    "program_samples",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("machine_id", String(128), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("cpu_percent", Float),
+    Column("rss_bytes", BigInteger),
+    Column("players", Integer),
+    Index("ix_program_samples_machine_name_at", "machine_id", "name", "at"),
+)

@@ -10,13 +10,14 @@ from starlette.responses import RedirectResponse, Response
 
 from wcms.protocol import MachineOut
 from wcms.protocol.rooms import RoomCreate, RoomPatch
-from wcms.server.api.deps import ActivityDep, CommandsDep, MachinesDep, RoomsDep
+from wcms.server.api.deps import ActivityDep, CommandsDep, MachinesDep, ProgramsDep, RoomsDep
 from wcms.server.errors import BadRequest
 from wcms.server.services.activity import Activity
 from wcms.server.services.machines import Machines
 from wcms.server.services.rooms import Rooms, parse_seat
 from wcms.server.web.deps import CheckedForm, WebActor, WebUser
 from wcms.server.web.forms import command_forms
+from wcms.server.web.programs import form_context, machine_programs
 from wcms.server.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -243,6 +244,7 @@ async def machine_page(
     request: Request,
     machines: MachinesDep,
     commands: CommandsDep,
+    programs: ProgramsDep,
     user: WebUser,
 ) -> Response:
     machine = await machines.get(machine_id)
@@ -253,11 +255,16 @@ async def machine_page(
         "machine.html",
         title=machine.hostname,
         live_status=True,
+        live_programs=True,
         user=user,
         m=machine,
         presence=presence,
         runs=runs,
         forms=command_forms(),
+        programs=await machine_programs(programs, machine_id),
+        values={},
+        errors={},
+        **form_context(),
     )
 
 

@@ -4,7 +4,8 @@ Every agent reports with each heartbeat and on each change, so reports of many a
 go to the database together (a :class:`Batcher` round: one transaction for all). For
 each report, in that transaction:
 
-1. The statuses overwrite what was last reported of each program.
+1. The statuses overwrite what was last reported of each program; a running program
+   with no sample in the last ``sample_every_s`` gets one (its history).
 2. The state changes not stored yet are stored; one already stored (re-sent after a
    lost ack, or by a second replica) is skipped, so it is stored, and told, once.
 3. The new changes are judged in the agent's order for the alert engine
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,6 +29,7 @@ from wcms.protocol.programs import (
     ProgramReport,
     ProgramReportAck,
     ProgramSet,
+    ProgramState,
     ProgramStatus,
     ProgramTransition,
 )
@@ -35,9 +37,11 @@ from wcms.server.services.batching import Batcher
 from wcms.server.services.clock import utcnow
 from wcms.server.services.programs.events import classify, program_event
 from wcms.server.store import program_events as event_store
+from wcms.server.store import program_samples as sample_store
 from wcms.server.store import programs as store
 from wcms.server.store.engine import Database
 from wcms.server.store.program_events import NewProgramEvent
+from wcms.server.store.program_samples import NewSample
 from wcms.server.store.programs import ReportedStatus
 
 # (machine id, its report)
@@ -56,9 +60,10 @@ class Applied:
 
 
 class ReportWriter:
-    def __init__(self, db: Database, load_set: SetLoader) -> None:
+    def __init__(self, db: Database, load_set: SetLoader, *, sample_every_s: float) -> None:
         self._db = db
         self._load_set = load_set
+        self._sample_every = timedelta(seconds=sample_every_s)
         self._batch: Batcher[Report, Applied] = Batcher(self._store, name="program-reports")
 
     async def apply(self, machine_id: str, report: ProgramReport) -> Applied:
@@ -75,6 +80,7 @@ class ReportWriter:
     ) -> Applied:
         now = utcnow()
         await store.set_statuses(conn, machine_id, [_status(s, now) for s in report.statuses])
+        await self._sample(conn, machine_id, report.statuses, now)
         # One change per seq, in the agent's order.
         changes = sorted({c.seq: c for c in report.events}.values(), key=lambda c: c.seq)
         new = await event_store.add(conn, [_event(machine_id, change) for change in changes])
@@ -91,6 +97,21 @@ class ReportWriter:
         programs = await self._load_set(conn, machine_id) if stale else None
         touched = sorted({s.name for s in report.statuses} | {c.name for c in fresh})
         return Applied(ProgramReportAck(seq=stored.acked_seq, programs=programs), events, touched)
+
+    async def _sample(
+        self, conn: AsyncConnection, machine_id: str, statuses: list[ProgramStatus], now: datetime
+    ) -> None:
+        """A history sample of each running program that has none recent enough."""
+        running = {s.name: s for s in statuses if s.state == ProgramState.RUNNING}
+        due = await sample_store.due(
+            conn, machine_id, list(running), since=now - self._sample_every
+        )
+        samples = [
+            NewSample(machine_id, name, now, s.cpu_percent, s.rss_bytes, s.players)
+            for name, s in running.items()
+            if name in due
+        ]
+        await sample_store.add(conn, samples)
 
     async def _judge(
         self, conn: AsyncConnection, machine_id: str, changes: list[ProgramTransition]

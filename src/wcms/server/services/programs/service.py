@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import suppress
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -13,6 +14,7 @@ from wcms.protocol.program_admin import (
     PROGRAM_TOPIC,
     ProgramCreate,
     ProgramEventOut,
+    ProgramHistory,
     ProgramOut,
     ProgramPatch,
 )
@@ -24,6 +26,7 @@ from wcms.server.services.audit import Actor, record
 from wcms.server.services.clock import utcnow
 from wcms.server.services.links import LinkRegistry
 from wcms.server.services.programs import definitions
+from wcms.server.services.programs.history import history_out
 from wcms.server.services.programs.presets import build_spec
 from wcms.server.services.programs.push import ProgramPush
 from wcms.server.services.programs.reports import ReportWriter
@@ -32,6 +35,7 @@ from wcms.server.services.programs.waits import Goal, Waiters
 from wcms.server.services.selectors import resolve
 from wcms.server.store import machines as machine_store
 from wcms.server.store import program_events as event_store
+from wcms.server.store import program_samples as sample_store
 from wcms.server.store import programs as store
 from wcms.server.store.engine import Database
 from wcms.server.store.programs import Definition, NewProgram, ProgramRecord
@@ -46,13 +50,19 @@ class Programs:
     changes from agents, and each machine's set pushed to its agent."""
 
     def __init__(
-        self, db: Database, registry: LinkRegistry, sealer: Sealer, *, bus: Bus | None = None
+        self,
+        db: Database,
+        registry: LinkRegistry,
+        sealer: Sealer,
+        *,
+        bus: Bus | None = None,
+        sample_every_s: float = 15.0,
     ) -> None:
         self._db = db
         self._sealer = sealer
         self._bus = bus or InProcessBus()
         self._push = ProgramPush(registry, self.program_set)
-        self._reports = ReportWriter(db, self._load_set)
+        self._reports = ReportWriter(db, self._load_set, sample_every_s=sample_every_s)
         self._waiters = Waiters()
 
     # --- the admin side ------------------------------------------------------------
@@ -159,6 +169,18 @@ class Programs:
             if not found and await store.get(conn, machine_id, name) is None:
                 raise NotFound(f"no program {name!r} on machine {machine_id!r}")
         return [event_out(event) for event in found]
+
+    async def history(
+        self, machine_id: str, name: str, *, since: datetime, bucket_s: int
+    ) -> ProgramHistory:
+        """The program's CPU, memory and players from ``since`` on, in buckets of
+        ``bucket_s`` seconds (see :mod:`.history`)."""
+        async with self._db.connect() as conn:
+            await _program(conn, machine_id, name)
+            buckets = await sample_store.buckets(
+                conn, machine_id, name, since=since, bucket_s=bucket_s
+            )
+        return history_out(machine_id, name, buckets, since=since, bucket_s=bucket_s)
 
     async def wait(self, machine_id: str, name: str, goal: Goal, *, timeout_s: float) -> ProgramOut:
         """The program once its agent reports ``goal`` reached, or gone past hope

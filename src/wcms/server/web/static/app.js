@@ -73,7 +73,7 @@
     const dot = document.getElementById("live");
     const topics = document.body.dataset.topics || "presence,command,machine,layout";
     const source = new EventSource("/api/events?topics=" + encodeURIComponent(topics));
-    ["presence", "status", "command", "machine", "layout", "resync"].forEach(function (topic) {
+    ["presence", "status", "command", "machine", "layout", "program", "resync"].forEach(function (topic) {
       source.addEventListener(topic, function (message) {
         document.dispatchEvent(new CustomEvent("wcms-" + topic, { detail: JSON.parse(message.data || "{}") }));
       });
@@ -182,7 +182,13 @@
     });
 
     const SPANS = { "1h": 3600, "24h": 86400, "7d": 604800, "90d": 7776000 };
-    Alpine.data("historyChart", function (id) {
+    const GRID = { stroke: "rgba(128,128,128,.2)" };
+    const percent = function (u, v) { return v.map(function (x) { return x + "%"; }); };
+
+    /* A time chart over one of SPANS: `url(range)` answers the history, `columns(d)` the
+       arrays to draw ([t, ...series]), `series`, `scales` and `axes(axis)` as uPlot takes
+       them; `live(chart)` may wire events that call chart.append([...values]). */
+    function timeChart(options) {
       return {
         range: "1h",
         empty: false,
@@ -190,43 +196,190 @@
         init() {
           this.load("1h");
           window.addEventListener("resize", () => { if (this.plot) this.plot.setSize(this.size()); });
-          document.addEventListener("wcms-status", (e) => this.append((e.detail.machines || {})[id]));
+          if (options.live) options.live(this);
         },
-        append(s) {
-          // The last hour grows live, one point per status event.
-          if (!s || !this.plot || this.range !== "1h") return;
+        append(values) {
+          // The last hour grows live, one point per event.
+          if (!values || !this.plot || this.range !== "1h") return;
           const data = this.plot.data.map(function (column) { return Array.from(column); });
-          [Date.now() / 1000, s.cpu, s.ram, s.disk].forEach(function (v, i) { data[i].push(v); });
+          [Date.now() / 1000].concat(values).forEach(function (v, i) { data[i].push(v); });
           this.empty = false;
           this.plot.setData(data);
         },
         size() { return { width: Math.max(this.$refs.chart.clientWidth, 280), height: 220 }; },
         async load(range) {
           this.range = range;
-          const response = await fetch("/api/machines/" + encodeURIComponent(id) + "/history?range=" + range);
+          const response = await fetch(options.url(range));
           if (!response.ok || !window.uPlot) return;
-          const d = await response.json();
-          this.empty = d.t.length === 0;
+          const columns = options.columns(await response.json());
+          this.empty = columns[0].length === 0;
           if (this.plot) this.plot.destroy();
           const ink = getComputedStyle(document.body).color;
-          const axis = { stroke: ink, grid: { stroke: "rgba(128,128,128,.2)" }, ticks: { stroke: "rgba(128,128,128,.3)" } };
+          const axis = { stroke: ink, grid: GRID, ticks: { stroke: "rgba(128,128,128,.3)" } };
+          const x = { time: true, range: () => { const t = Date.now() / 1000; return [t - SPANS[range], t]; } };
           this.plot = new window.uPlot(
             Object.assign(this.size(), {
-              scales: {
-                x: { time: true, range: () => { const t = Date.now() / 1000; return [t - SPANS[range], t]; } },
-                y: { range: [0, 100] },
-              },
-              series: [
-                {},
-                { label: "CPU %", stroke: "#3b82f6", width: 2 },
-                { label: "RAM %", stroke: "#10b981", width: 2 },
-                { label: "Disk %", stroke: "#f59e0b", width: 2 },
-              ],
-              axes: [axis, Object.assign({ values: function (u, v) { return v.map(function (x) { return x + "%"; }); } }, axis)],
+              scales: Object.assign({ x: x }, options.scales),
+              series: [{}].concat(options.series),
+              axes: [axis].concat(options.axes(axis)),
             }),
-            [d.t, d.cpu, d.ram, d.disk],
+            columns,
             this.$refs.chart
           );
+        },
+      };
+    }
+
+    Alpine.data("historyChart", function (id) {
+      return timeChart({
+        url: function (range) { return "/api/machines/" + encodeURIComponent(id) + "/history?range=" + range; },
+        columns: function (d) { return [d.t, d.cpu, d.ram, d.disk]; },
+        series: [
+          { label: "CPU %", stroke: "#3b82f6", width: 2 },
+          { label: "RAM %", stroke: "#10b981", width: 2 },
+          { label: "Disk %", stroke: "#f59e0b", width: 2 },
+        ],
+        scales: { y: { range: [0, 100] } },
+        axes: function (axis) { return [Object.assign({ values: percent }, axis)]; },
+        live: function (chart) {
+          document.addEventListener("wcms-status", function (e) {
+            const s = (e.detail.machines || {})[id];
+            if (s) chart.append([s.cpu, s.ram, s.disk]);
+          });
+        },
+      });
+    });
+
+    const HOURS = { "1h": 1, "24h": 24, "7d": 168, "90d": 2160 };
+    const MIB = 1048576;
+    const atLeast = function (floor) { return function (u, min, max) { return [0, Math.max(floor, max || 0)]; }; };
+    Alpine.data("programChart", function (machine, name, t) {
+      const base = "/api/programs/" + encodeURIComponent(machine) + "/" + encodeURIComponent(name);
+      return timeChart({
+        url: function (range) { return base + "/history?hours=" + HOURS[range]; },
+        columns: function (d) {
+          const mib = d.rss_max.map(function (v) { return v == null ? null : Math.round(v / MIB); });
+          return [d.t, d.cpu, mib, d.players_max];
+        },
+        series: [
+          { label: "CPU %", stroke: "#3b82f6", width: 2, scale: "%" },
+          { label: "RSS MiB", stroke: "#10b981", width: 2, scale: "mib" },
+          { label: t.players, stroke: "#f59e0b", width: 2, scale: "n", paths: window.uPlot && window.uPlot.paths.stepped ? window.uPlot.paths.stepped({ align: 1 }) : undefined },
+        ],
+        scales: { "%": { range: atLeast(100) }, mib: { range: atLeast(1) }, n: { range: atLeast(1) } },
+        axes: function (axis) {
+          return [
+            Object.assign({}, axis, { scale: "%", values: percent }),
+            Object.assign({}, axis, { scale: "mib", side: 1, grid: { show: false }, values: function (u, v) { return v.map(function (x) { return x + " MiB"; }); } }),
+            Object.assign({}, axis, { scale: "n", side: 1, grid: { show: false } }),
+          ];
+        },
+      });
+    });
+
+    /* A program's console: a program_logs command that follows for FOLLOW_S, made again
+       while the page stays open and cancelled when it is left, so the agent streams
+       only while someone watches. */
+    const FOLLOW_S = 300;
+    const MAX_LINES = 2000;
+    const sleep = function (ms) { return new Promise(function (done) { setTimeout(done, ms); }); };
+    async function api(method, path, body, keepalive) {
+      const response = await fetch(path, {
+        method: method,
+        keepalive: !!keepalive,
+        headers: { "Content-Type": "application/json", "X-CSRF-Token": W.csrf },
+        body: body ? JSON.stringify(body) : undefined,
+      });
+      const answer = await response.json().catch(function () { return {}; });
+      if (!response.ok) throw new Error((answer.error && answer.error.message) || response.statusText);
+      return answer;
+    }
+    Alpine.data("programConsole", function (machine, name, t) {
+      let lines = [];
+      let partial = "";
+      return {
+        id: null,
+        open: true,
+        note: "",
+        line: "",
+        answer: "",
+        failed: "",
+        sending: false,
+        init() {
+          window.addEventListener("pagehide", () => this.leave());
+          this.follow(200);
+        },
+        command(type, payload, timeout) {
+          return api("POST", "/api/commands", { selector: machine, type: type, payload: payload, timeout_s: timeout, expires_in_s: 60 });
+        },
+        async follow(count) {
+          while (this.open) {
+            let created;
+            try {
+              created = await this.command("program_logs", { name: name, lines: count, follow_s: FOLLOW_S }, FOLLOW_S + 30);
+            } catch (error) {
+              this.note = error.message;
+              await sleep(10000);
+              continue;
+            }
+            this.id = created.id;
+            this.note = t.waiting;
+            const ok = await this.tail(created.id);
+            count = 0;
+            if (!ok) await sleep(10000);
+          }
+        },
+        async tail(id) {
+          let shown = 0;
+          while (this.open) {
+            await sleep(1000);
+            let c;
+            try { c = await api("GET", "/api/commands/" + id); } catch (error) { this.note = error.message; continue; }
+            const run = c.runs[0] || {};
+            const text = (run.result && run.result.stdout) || (run.live && run.live.stdout) || "";
+            if (run.state === "running") this.note = "";
+            if (text.length < shown) shown = 0;
+            if (text.length > shown) { this.append(text.slice(shown)); shown = text.length; }
+            if (c.done) {
+              if (run.state === "succeeded" || run.state === "cancelled") return true;
+              const error = run.result && run.result.error;
+              this.note = ["queued", "delivered", "expired"].indexOf(run.state) >= 0 ? t.offline : t.ended.replace("{state}", error || run.state);
+              return false;
+            }
+          }
+          return true;
+        },
+        append(text) {
+          const out = this.$refs.out;
+          const atBottom = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+          const parts = (partial + text).split("\n");
+          partial = parts.pop();
+          lines = lines.concat(parts);
+          if (lines.length > MAX_LINES) lines = lines.slice(lines.length - MAX_LINES);
+          out.textContent = lines.join("\n") + (partial ? "\n" + partial : "");
+          if (atBottom) out.scrollTop = out.scrollHeight;
+        },
+        leave() {
+          this.open = false;
+          if (this.id) api("POST", "/api/commands/" + this.id + "/cancel", null, true).catch(function () {});
+        },
+        async send() {
+          const text = this.line.trim();
+          if (!text) return;
+          this.sending = true;
+          this.failed = "";
+          try {
+            const created = await this.command("program_send", { name: name, text: text }, 60);
+            this.line = "";
+            const c = await api("GET", "/api/commands/" + created.id + "?wait=30");
+            const run = c.runs[0] || {};
+            const result = run.result || {};
+            if (run.state === "succeeded") this.answer = result.stdout || t.sent;
+            else this.failed = result.error || (["queued", "delivered", "expired"].indexOf(run.state) >= 0 ? t.offline : run.state);
+          } catch (error) {
+            this.failed = error.message;
+          }
+          this.sending = false;
         },
       };
     });
