@@ -83,6 +83,24 @@ def online(api: Api, machine: str) -> None:
     wait_for(lambda: api.status_of(machine) == "online", what=f"{machine} online")
 
 
+def minecraft_running(api: Api, tmp_path: Path, **fields: Any) -> dict[str, Any]:
+    """game-01/mc: the fake game as a Minecraft server (preset, Server List Ping probe),
+    started and running."""
+    port = free_port()
+    add(
+        api,
+        "game-01",
+        "mc",
+        game(tmp_path, "--slp-port", str(port)),
+        preset="minecraft",
+        probe=f"minecraft://127.0.0.1:{port}",
+        backoff=QUICK,
+        **fields,
+    )
+    act(api, "game-01", "mc", "start")
+    return wait_state(api, "game-01", "mc", "running")
+
+
 def game_processes(tmp_path: Path) -> list[psutil.Process]:
     mark = str(tmp_path / "game.log")
     found = []
@@ -137,19 +155,7 @@ def test_an_in_game_stop_is_not_restarted(server, spawn, tmp_path):
     api = server.api()
     spawn("game-01")
     online(api, "game-01")
-    port = free_port()
-    add(
-        api,
-        "game-01",
-        "mc",
-        game(tmp_path, "--slp-port", str(port)),
-        preset="minecraft",
-        probe=f"minecraft://127.0.0.1:{port}",
-        restart="always",
-        backoff=QUICK,
-    )
-    act(api, "game-01", "mc", "start")
-    wait_state(api, "game-01", "mc", "running")
+    minecraft_running(api, tmp_path, restart="always")
     sent = api.command("game-01", "program_send", payload={"name": "mc", "text": "stop"})
     assert api.wait(sent["id"])["runs"][0]["state"] == "succeeded"
     stopped = wait_state(api, "game-01", "mc", "stopped")
@@ -245,18 +251,7 @@ def test_the_console_streams_and_takes_a_command(server, spawn, tmp_path):
     api = server.api()
     spawn("game-01")
     online(api, "game-01")
-    port = free_port()
-    add(
-        api,
-        "game-01",
-        "mc",
-        game(tmp_path, "--slp-port", str(port)),
-        preset="minecraft",
-        probe=f"minecraft://127.0.0.1:{port}",
-        backoff=QUICK,
-    )
-    act(api, "game-01", "mc", "start")
-    wait_state(api, "game-01", "mc", "running")
+    minecraft_running(api, tmp_path)
     sent = api.command("game-01", "program_send", payload={"name": "mc", "text": "echo hello-42"})
     assert api.wait(sent["id"])["runs"][0]["state"] == "succeeded"
     logs = server.remote("program", "logs", "game-01/mc", "--lines", "20")

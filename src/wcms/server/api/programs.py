@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
@@ -93,9 +94,7 @@ async def start_program(
     actor: AdminActor,
     wait: WaitQuery = 0,
 ) -> ProgramOut:
-    since = utcnow()
-    out = await programs.start(machine, name, actor=actor)
-    return await _waited(programs, out, Goal.of("start", out, since=since), wait)
+    return await _act(programs, "start", programs.start(machine, name, actor=actor), wait)
 
 
 @router.post("/{machine}/{name}/stop", response_model=ProgramOut)
@@ -106,9 +105,7 @@ async def stop_program(
     actor: AdminActor,
     wait: WaitQuery = 0,
 ) -> ProgramOut:
-    since = utcnow()
-    out = await programs.stop(machine, name, actor=actor)
-    return await _waited(programs, out, Goal.of("stop", out, since=since), wait)
+    return await _act(programs, "stop", programs.stop(machine, name, actor=actor), wait)
 
 
 @router.post("/{machine}/{name}/restart", response_model=ProgramOut)
@@ -119,9 +116,16 @@ async def restart_program(
     actor: AdminActor,
     wait: WaitQuery = 0,
 ) -> ProgramOut:
+    return await _act(programs, "restart", programs.restart(machine, name, actor=actor), wait)
+
+
+async def _act(
+    programs: ProgramsDep, action: str, asked: Awaitable[ProgramOut], wait: float
+) -> ProgramOut:
+    """Ask for the change, then wait up to ``wait`` s for the agent to report it."""
     since = utcnow()
-    out = await programs.restart(machine, name, actor=actor)
-    return await _waited(programs, out, Goal.of("restart", out, since=since), wait)
+    out = await asked
+    return await _waited(programs, out, Goal.of(action, out, since=since), wait)
 
 
 @router.get("/{machine}/{name}/events", response_model=list[ProgramEventOut])
