@@ -21,6 +21,26 @@ from wcms.protocol import RunEnvelope, RunState
 pytestmark = pytest.mark.anyio
 
 
+class Following:
+    """Lines as the test puts them; the offset counts them."""
+
+    def __init__(self, coming: asyncio.Queue[str]) -> None:
+        self.coming = coming
+        self.offset = 0
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self._lines()
+
+    async def _lines(self) -> AsyncIterator[str]:
+        while True:
+            line = await self.coming.get()
+            self.offset += 1
+            yield line
+
+    async def aclose(self) -> None:
+        pass
+
+
 class Console:
     """A program console whose future lines the test puts in a queue."""
 
@@ -34,9 +54,8 @@ class Console:
             raise LookupError(f"no program {name!r} on this machine")
         return self.past[-lines:] if lines else []
 
-    async def follow(self, name: str) -> AsyncIterator[str]:
-        while True:
-            yield await self.coming.get()
+    def follow(self, name: str, offset: int | None = None) -> Following:
+        return Following(self.coming)
 
     async def send(self, name: str, text: str) -> str:
         self.sent.append(text)
@@ -89,6 +108,7 @@ async def test_a_follow_streams_new_lines_and_a_cancel_ends_it_in_silence() -> N
     outcome = await asyncio.wait_for(run, 2)
     assert outcome.state == RunState.CANCELLED
     assert outcome.result.stdout == "old\nnew line\n"
+    assert outcome.result.data == {"offset": 1}
 
 
 async def test_a_follow_ends_once_it_streamed_its_share() -> None:

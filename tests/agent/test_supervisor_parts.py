@@ -157,3 +157,25 @@ def test_a_program_never_gets_more_than_normal_priority(monkeypatch: pytest.Monk
     platform._normal_niceness = 3
     platform._restore_program_priority(4321)
     assert calls == [(os.PRIO_PROCESS, 4321, 0), (os.PRIO_PROCESS, 4321, 3)]
+
+
+@pytest.mark.anyio
+async def test_a_follower_going_on_from_an_offset_misses_and_repeats_nothing(
+    tmp_path: Path,
+) -> None:
+    log = console_log(tmp_path / "console.log")
+    log.path.write_bytes(b"before\n")
+    first = log.follow(poll_s=0.01)
+    with log.path.open("ab") as file:
+        file.write(b"one\ntwo\n")
+    assert [await anext(first), await anext(first)] == ["one", "two"]
+    await first.aclose()
+    with log.path.open("ab") as file:  # written while nobody follows
+        file.write(b"three\nfou")
+    second = log.follow(offset=first.offset, poll_s=0.01)
+    assert await anext(second) == "three"
+    with log.path.open("ab") as file:
+        file.write(b"r\n")
+    assert await anext(second) == "four"
+    assert second.offset == log.size()
+    await second.aclose()

@@ -33,11 +33,13 @@ def logs(
         run = _finished(client, _console(client, machine, {"name": name, "lines": lines}))
         sys.stdout.write(_output(run))
         return
+    offset: int | None = None
     try:
-        while True:  # one run after another, each printing what it streams
+        while True:  # one run after another, each going on where the last one ended
             payload = {"name": name, "lines": lines, "follow_s": FOLLOW_RUN_S}
-            _stream(client, _console(client, machine, payload))
-            lines = 0
+            if offset is not None:
+                payload["offset"] = offset
+            offset = _stream(client, _console(client, machine, payload))
     except KeyboardInterrupt:
         raise typer.Exit(0) from None
 
@@ -90,8 +92,9 @@ def _finished(client: ApiClient, created: CommandOut, wait: float = 75) -> RunOu
     return run
 
 
-def _stream(client: ApiClient, created: CommandOut) -> None:
-    """Print the run's output as it streams in, until it ends."""
+def _stream(client: ApiClient, created: CommandOut) -> int | None:
+    """Print the run's output as it streams in, until it ends; where in the console
+    the next run goes on."""
     shown = 0
     while True:
         out = client.wait_command(created.id, wait_s=0)
@@ -104,7 +107,9 @@ def _stream(client: ApiClient, created: CommandOut) -> None:
         if out.done:
             if run.state not in (RunState.SUCCEEDED, RunState.CANCELLED):
                 raise CliError(_failure(run), exit_code=1)
-            return
+            data = run.result.data if run.result else None
+            offset = data.get("offset") if data else None
+            return offset if isinstance(offset, int) else None
         time.sleep(POLL_S)
 
 

@@ -218,6 +218,12 @@ class ProgramLogsPayload(Payload):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     lines: int = Field(default=100, ge=0, le=10000)
     follow_s: float | None = Field(default=None, gt=0, le=86400)
+    offset: int | None = Field(
+        default=None,
+        ge=0,
+        description="Follow from here (the ``offset`` a previous follow's result gave), "
+        "so that a follower going on with a new run misses no line",
+    )
 
 
 class ProgramSendPayload(Payload):

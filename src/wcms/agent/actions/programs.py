@@ -21,12 +21,22 @@ FOLLOW_LIMIT_CHARS = 48 * 1024
 LINES_PER_S = 500
 
 
+class Following(Protocol):
+    """New console lines; ``offset`` is where the line after the last one given starts."""
+
+    offset: int
+
+    def __aiter__(self) -> AsyncIterator[str]: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Consoles(Protocol):
     """What these actions need of the supervisor."""
 
     def console(self, name: str, lines: int) -> list[str]: ...
 
-    def follow(self, name: str) -> AsyncIterator[str]: ...
+    def follow(self, name: str, offset: int | None = None) -> Following: ...
 
     async def send(self, name: str, text: str) -> str: ...
 
@@ -48,19 +58,23 @@ class ProgramLogsAction(Action):
         text = "".join(line if line.endswith("\n") else line + "\n" for line in lines)
         if payload.follow_s is None:
             return ActionOutcome(RunState.SUCCEEDED, RunResult(exit_code=0, stdout=text))
+        if payload.offset is not None:
+            text = ""  # a follower going on: it has the lines before its offset
         ctx.progress.output(text)
         followed = [text]
+        follower = self._consoles.follow(payload.name, payload.offset)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(min(payload.follow_s, envelope.timeout_s)):
-                await self._follow(payload.name, ctx, followed)
+                await self._follow(follower, ctx, followed)
         state = RunState.CANCELLED if ctx.cancelled.is_set() else RunState.SUCCEEDED
-        return ActionOutcome(state, RunResult(exit_code=0, stdout="".join(followed)))
+        result = RunResult(exit_code=0, stdout="".join(followed), data={"offset": follower.offset})
+        return ActionOutcome(state, result)
 
-    async def _follow(self, name: str, ctx: ActionContext, followed: list[str]) -> None:
+    async def _follow(self, follower: Following, ctx: ActionContext, followed: list[str]) -> None:
         """Stream new lines until cancelled or FOLLOW_LIMIT_CHARS went out, at most
         ``LINES_PER_S`` a second: past that, a marker says how many were left out, so a
         server spamming its console cannot flood the WCMS server."""
-        lines = aiter(self._consoles.follow(name))
+        lines = aiter(follower)
         limit = RateLimit(LINES_PER_S, clock=time.monotonic)
         size = sum(map(len, followed))
         cancelled = asyncio.create_task(ctx.cancelled.wait())
@@ -84,9 +98,7 @@ class ProgramLogsAction(Action):
                 line_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
                     await line_task
-            aclose = getattr(lines, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await follower.aclose()
 
 
 class RateLimit:

@@ -93,20 +93,55 @@ class ConsoleLog:
             return False
         return True
 
-    async def follow(self, *, poll_s: float = FOLLOW_POLL_S) -> AsyncIterator[str]:
-        """Each line written from now on, as it comes: the file is looked at every
-        ``poll_s`` while the caller iterates, and not at all otherwise."""
-        offset = self.size()
+    def follow(self, *, offset: int | None = None, poll_s: float = FOLLOW_POLL_S) -> Follower:
+        """Each line written from ``offset`` on (None: from now), as it comes."""
+        return Follower(self, offset=offset, poll_s=poll_s)
+
+
+class Follower:
+    """The lines of a console as they are written: the file is looked at every
+    ``poll_s`` while the caller iterates, and not at all otherwise. ``offset`` is where
+    the line after the last one given starts: a new follower from there misses no line
+    and repeats none (unless the head was cut meanwhile)."""
+
+    def __init__(self, log: ConsoleLog, *, offset: int | None, poll_s: float) -> None:
+        size = log.size()
+        self._log = log
+        self._poll_s = poll_s
+        self._resumed = offset is not None and offset <= size
+        self.offset = offset if offset is not None and self._resumed else size
+        self._lines: AsyncIterator[str] | None = None
+
+    def __aiter__(self) -> Follower:
+        return self
+
+    async def __anext__(self) -> str:
+        if self._lines is None:
+            self._lines = self._read()
+        return await anext(self._lines)
+
+    async def aclose(self) -> None:
+        if self._lines is not None:
+            await self._lines.aclose()  # type: ignore[attr-defined]
+
+    async def _read(self) -> AsyncIterator[str]:
+        read_at = self.offset
         pending = b""
+        if not self._resumed:
+            await asyncio.sleep(self._poll_s)
         while True:
-            await asyncio.sleep(poll_s)
-            data, offset = self.read_from(offset)
+            data, next_at = self._log.read_from(read_at)
+            if next_at < read_at:  # the head was cut: go on from the new end
+                self.offset, pending = next_at, b""
+            read_at = next_at
             if not data:
+                await asyncio.sleep(self._poll_s)
                 continue
             pending += data
             *complete, pending = pending.split(b"\n")
             for line in complete:
-                yield self.decode(line).rstrip("\r")
+                self.offset += len(line) + 1
+                yield self._log.decode(line).rstrip("\r")
 
 
 class LineScanner:

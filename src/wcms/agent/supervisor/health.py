@@ -79,10 +79,14 @@ class HealthWatch:
         self._last = _UNKNOWN
 
     def due(self) -> bool:
+        return self.due_in() <= 0
+
+    def due_in(self) -> float:
+        """Seconds until the next probe is due (0: now)."""
         if self._probed_at is None:
-            return True
+            return 0.0
         gap = max(self.probe.interval_s, MIN_PROBE_GAP_S)
-        return self._clock() - self._probed_at >= gap
+        return max(gap - (self._clock() - self._probed_at), 0.0)
 
     async def probe_once(self) -> HealthVerdict:
         """Probe now, and judge.

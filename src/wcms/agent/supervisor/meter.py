@@ -32,7 +32,7 @@ class Pace:
     busy_watch_s: float = 10.0
     busy_percent: float = 80.0
     # While a program starts with a ready line, its console is read this often.
-    scan_s: float = 0.25
+    scan_s: float = 0.1
     measure_s: float = MEASURE_S
 
     def interval(self, machine_cpu_percent: float) -> float:

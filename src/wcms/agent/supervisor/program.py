@@ -203,6 +203,7 @@ class Program:
         while True:
             scanning = self.record.state is ProgramState.STARTING and watch.scanning
             interval = self._host.pace.scan_s if scanning else self._host.watch_s()
+            interval = watch.next_look_in(interval)
             process.poll_s = interval
             await self._sleep(interval)
             if exited.done():

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from wcms.agent.platform.base import Platform
+from wcms.agent.supervisor.console import Follower
 from wcms.agent.supervisor.host import Change
 from wcms.agent.supervisor.meter import Pace, machine_cpu_percent
 from wcms.agent.supervisor.program import Program
@@ -118,8 +119,9 @@ class Supervisor:
     def console(self, name: str, lines: int) -> list[str]:
         return self._program(name).log.tail(lines)
 
-    def follow(self, name: str) -> AsyncIterator[str]:
-        return self._program(name).log.follow(poll_s=self.pace.scan_s)
+    def follow(self, name: str, offset: int | None = None) -> Follower:
+        """New console lines from ``offset`` (a follower's ``offset``; None: now)."""
+        return self._program(name).log.follow(offset=offset, poll_s=self.pace.scan_s)
 
     async def send(self, name: str, text: str) -> str:
         """A line to the program's console (its plugin's, else its stdin); the answer.

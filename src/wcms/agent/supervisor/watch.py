@@ -79,6 +79,13 @@ class RunWatch:
         """Nothing tells when it is ready: it is as soon as it runs."""
         return self._scanner is None and self.health is None
 
+    def next_look_in(self, interval: float) -> float:
+        """When to look again: after ``interval`` (the watch's pace), or sooner when
+        the probe is due sooner: a busy machine slows the watch, never the probe."""
+        if self.health is None:
+            return interval
+        return min(interval, self.health.due_in())
+
     @property
     def scanning(self) -> bool:
         return self._scanner is not None
