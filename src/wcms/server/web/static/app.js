@@ -299,6 +299,7 @@
       let partial = "";
       return {
         id: null,
+        offset: null,
         open: true,
         note: "",
         line: "",
@@ -313,10 +314,13 @@
           return api("POST", "/api/commands", { selector: machine, type: type, payload: payload, timeout_s: timeout, expires_in_s: 60 });
         },
         async follow(count) {
+          this.offset = null;
           while (this.open) {
             let created;
+            const payload = { name: name, lines: count, follow_s: FOLLOW_S };
+            if (this.offset !== null) payload.offset = this.offset;  // go on where the last run ended
             try {
-              created = await this.command("program_logs", { name: name, lines: count, follow_s: FOLLOW_S }, FOLLOW_S + 30);
+              created = await this.command("program_logs", payload, FOLLOW_S + 30);
             } catch (error) {
               this.note = error.message;
               await sleep(10000);
@@ -341,6 +345,8 @@
             if (text.length < shown) shown = 0;
             if (text.length > shown) { this.append(text.slice(shown)); shown = text.length; }
             if (c.done) {
+              const data = run.result && run.result.data;
+              this.offset = data && typeof data.offset === "number" ? data.offset : null;
               if (run.state === "succeeded" || run.state === "cancelled") return true;
               const error = run.result && run.result.error;
               this.note = ["queued", "delivered", "expired"].indexOf(run.state) >= 0 ? t.offline : t.ended.replace("{state}", error || run.state);
