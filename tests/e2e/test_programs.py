@@ -20,7 +20,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.procs import AgentProc, Api, free_port, process_gone, wait_for
+from tests.procs import Api, free_port, process_gone, wait_for
 
 FAKEGAME = Path(__file__).resolve().parent.parent / "fakegame.py"
 # Short backoffs so that a test sees several restarts in seconds.
@@ -237,7 +237,7 @@ def test_a_program_survives_an_agent_restart_without_a_duplicate(
     before = wait_state(api, "game-01", "pal", "running")
     agent.stop(kill=True)
     assert not process_gone(before["pid"])
-    AgentProc(agent.server, agent.state_dir, "game-01", transport=transport).start()
+    spawn("game-01", transport=transport)  # the same state directory: its programs
     wait_for(
         lambda: ("running", "adopted") in reasons(api, "game-01", "pal"),
         what="the program adopted",
