@@ -10,10 +10,13 @@ from fastapi import FastAPI
 from wcms import __version__
 from wcms.server import openapi, web
 from wcms.server.api import (
+    alert_config,
+    alerts,
     audit,
     auth,
     commands,
     credentials,
+    deliveries,
     errors,
     events,
     files,
@@ -53,7 +56,8 @@ def create_app(settings: Settings | None = None, *, core: Core | None = None) ->
     errors.install(app)
     openapi.install(app)
     routers = (health, auth, machines, rooms, events, commands, programs, credentials, audit)
-    for module in (*routers, files, policies, agent_http, agent_files, agent_ws):
+    alerting = (alert_config, alerts, deliveries)
+    for module in (*routers, *alerting, files, policies, agent_http, agent_files, agent_ws):
         app.include_router(module.router)
     web.install(app)
     app.add_middleware(

@@ -6,6 +6,7 @@ import asyncio
 import functools
 import gc
 import logging
+import uuid
 from contextlib import suppress
 
 from sqlalchemy import text
@@ -16,6 +17,7 @@ from wcms.server.bus import Bus, InProcessBus, StatusFeed
 from wcms.server.services.accounts import Accounts
 from wcms.server.services.action_policies import ActionPolicies
 from wcms.server.services.activity import Activity
+from wcms.server.services.alerts import AlertConfig, AlertEngine, Outbox
 from wcms.server.services.audit import Actor, AuditLog
 from wcms.server.services.commands import Commands
 from wcms.server.services.commands.progress import RunProgressWriter
@@ -82,6 +84,20 @@ class Core:
         self.progress = RunProgressWriter(self.db, settings, self.sealer)
         self.login_throttle = LoginThrottle()
         self.sweeper = Sweeper(self.presence, self.commands)
+        # This process among the server's replicas: who holds a claimed delivery or lease.
+        self.replica_id = uuid.uuid4().hex[:12]
+        self.alert_config = AlertConfig(self.db, self.sealer, settings, bus=self.bus)
+        self.alert_engine = AlertEngine(
+            self.db, settings, bus=self.bus, telemetry=self.telemetry, holder=self.replica_id
+        )
+        self.outbox = Outbox(
+            self.db,
+            self.sealer,
+            settings,
+            bus=self.bus,
+            telemetry=self.telemetry,
+            holder=self.replica_id,
+        )
         self._tasks: list[asyncio.Task[None]] = []
         for worker in WORKERS:
             self.telemetry.worker_up.labels(worker=worker).set_function(
@@ -101,12 +117,16 @@ class Core:
         for task in self._tasks:
             task.add_done_callback(_report_death)
         self.sweeper.start()
+        self.alert_engine.start()
+        self.outbox.start()
         settle_garbage_collector()
 
     async def stop(self) -> None:
         """Stop the workers: the sweeper at once, the heartbeat writer after its last
         flush, then the links' timers and the engine."""
         await self.sweeper.stop()
+        await self.alert_engine.stop()
+        await self.outbox.stop()
         await self.heartbeats.stop()
         self.status_feed.stop()
         await self.bus.close()
@@ -146,7 +166,12 @@ class Core:
         """Each background worker by name: True while it runs. One that is not running
         after start is dead, and the server is not ready."""
         alive = {task.get_name(): not task.done() for task in self._tasks}
-        return {**alive, "sweeper": self.sweeper.alive}
+        return {
+            **alive,
+            "sweeper": self.sweeper.alive,
+            "alert-engine": self.alert_engine.alive,
+            "alert-outbox": self.outbox.alive,
+        }
 
     async def readiness(self) -> tuple[str, str] | None:
         """None when the server can do its work; else (code, reason in words)."""
@@ -169,7 +194,7 @@ class Core:
         return True
 
 
-WORKERS = ("heartbeats", "status-feed", "sweeper")
+WORKERS = ("heartbeats", "status-feed", "sweeper", "alert-engine", "alert-outbox")
 
 
 def _report_death(task: asyncio.Task[None]) -> None:

@@ -14,6 +14,7 @@ from wcms.server.errors import Forbidden, Unauthorized
 from wcms.server.services.accounts import SESSION_TTL, Accounts, Principal
 from wcms.server.services.action_policies import ActionPolicies
 from wcms.server.services.activity import Activity
+from wcms.server.services.alerts import AlertConfig, AlertEngine, Outbox
 from wcms.server.services.audit import Actor, AuditLog
 from wcms.server.services.commands import Commands
 from wcms.server.services.enrollment import Enrollment
@@ -77,6 +78,18 @@ def _enrollment(core: CoreDep) -> Enrollment:
     return core.enrollment
 
 
+def _alert_config(core: CoreDep) -> AlertConfig:
+    return core.alert_config
+
+
+def _alert_engine(core: CoreDep) -> AlertEngine:
+    return core.alert_engine
+
+
+def _outbox(core: CoreDep) -> Outbox:
+    return core.outbox
+
+
 def _files(core: CoreDep) -> Files:
     return core.files
 
@@ -103,6 +116,9 @@ def _rooms(core: CoreDep) -> Rooms:
 
 AccountsDep = Annotated[Accounts, Depends(_accounts)]
 ActivityDep = Annotated[Activity, Depends(_activity)]
+AlertConfigDep = Annotated[AlertConfig, Depends(_alert_config)]
+AlertEngineDep = Annotated[AlertEngine, Depends(_alert_engine)]
+OutboxDep = Annotated[Outbox, Depends(_outbox)]
 AuditDep = Annotated[AuditLog, Depends(_audit)]
 CommandsDep = Annotated[Commands, Depends(_commands)]
 EnrollmentDep = Annotated[Enrollment, Depends(_enrollment)]

@@ -394,3 +394,184 @@ program_samples = Table(
     Column("players", Integer),
     Index("ix_program_samples_machine_name_at", "machine_id", "name", "at"),
 )
+
+# --- alerts: channels, rules, their state per subject, incidents, the outbox -------------
+
+alert_channels = Table(
+    "alert_channels",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("kind", String(16), nullable=False),
+    # The URL is a secret (a Discord or Slack webhook URL is its own credential, an SMTP
+    # URL holds a password): sealed, and shown with its secret parts as ***.
+    Column("sealed_url", Text, nullable=False),
+    Column("shown_url", String(2048), nullable=False),
+    # The generic webhook's HMAC key, sealed.
+    Column("sealed_secret", Text),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128)),
+)
+
+alert_rules = Table(
+    "alert_rules",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("kind", String(32), nullable=False),
+    Column("selector", String(512), nullable=False),
+    Column("for_s", Float, nullable=False, default=0.0),
+    Column("severity", String(16), nullable=False),
+    # Free-form: the kind's own settings (metric and threshold, include_shutdown).
+    Column("params", JSON, nullable=False),
+    Column("group_wait_s", Float, nullable=False),
+    Column("group_interval_s", Float, nullable=False),
+    Column("repeat_s", Float, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128)),
+)
+
+alert_rule_channels = Table(
+    "alert_rule_channels",
+    metadata,
+    Column("rule_id", Id, ForeignKey("alert_rules.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "channel_id", Id, ForeignKey("alert_channels.id", ondelete="RESTRICT"), primary_key=True
+    ),
+)
+
+# One incident: a rule's subjects of one group (a room) in trouble together; what the
+# API calls an alert and a message speaks of.
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rule_id", Id, ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
+    Column("group_key", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # pending | firing | resolved
+    # Every subject that has been part of it, in the order they joined.
+    Column("subjects", JSON, nullable=False),
+    Column("summary", Text, nullable=False, default=""),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("resolved_at", UTCDateTime),
+    Column("acked_at", UTCDateTime),
+    Column("acked_by", String(128)),
+    # Grouping: when the group next tells its channels, and what it told them last
+    # (free-form: the firing and resolved subjects of the last message).
+    Column("next_notify_at", UTCDateTime),
+    Column("last_notified_at", UTCDateTime),
+    Column("notified", JSON),
+    Index("ix_alerts_rule_group_state", "rule_id", "group_key", "state"),
+    Index("ix_alerts_state_next", "state", "next_notify_at"),
+)
+
+# A rule's state for one subject (a machine, or MACHINE/PROGRAM): ok → pending → firing
+# → ok (resolved), kept so that a restart neither forgets nor repeats an alert.
+alert_subjects = Table(
+    "alert_subjects",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("rule_id", Id, ForeignKey("alert_rules.id", ondelete="CASCADE"), nullable=False),
+    Column("subject", String(200), nullable=False),
+    Column("group_key", String(128), nullable=False),
+    Column("state", String(16), nullable=False),  # ok | pending | firing
+    Column("since", UTCDateTime, nullable=False),
+    Column("alert_id", Id, ForeignKey("alerts.id", ondelete="SET NULL")),
+    Column("summary", Text, nullable=False, default=""),
+    # Free-form: the times it went bad or good lately, to tell flapping.
+    Column("flips", JSON, nullable=False),
+    Column("flapping", Boolean, nullable=False, default=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("uq_alert_subjects_rule_subject", "rule_id", "subject", unique=True),
+)
+
+alert_silences = Table(
+    "alert_silences",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("selector", String(512), nullable=False),
+    Column("rule_id", Id, ForeignKey("alert_rules.id", ondelete="CASCADE")),
+    Column("comment", String(500), nullable=False, default=""),
+    Column("starts_at", UTCDateTime, nullable=False),
+    Column("ends_at", UTCDateTime, nullable=False, index=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128)),
+)
+
+maintenance_windows = Table(
+    "maintenance_windows",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("selector", String(512), nullable=False),
+    # Recurring: on these days (mon…sun), from start to end local time (an end at or
+    # before the start runs into the next day). Once: from starts_at to ends_at.
+    Column("days", JSON),
+    Column("start_time", String(5)),
+    Column("end_time", String(5)),
+    Column("timezone", String(64), nullable=False),
+    Column("starts_at", UTCDateTime),
+    Column("ends_at", UTCDateTime),
+    # "Left on overnight": machines still online when the window opens, told once.
+    Column("report_left_on", Boolean, nullable=False, default=False),
+    Column("channels", JSON, nullable=False),  # channel ids for that report
+    Column("last_report_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("created_by", String(128)),
+)
+
+# The outbox: every message to a channel, delivered by whichever replica claims it.
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", String(36), primary_key=True),  # also the X-WCMS-Delivery header
+    Column("channel_id", Id, ForeignKey("alert_channels.id", ondelete="CASCADE"), nullable=False),
+    Column("alert_id", Id, ForeignKey("alerts.id", ondelete="SET NULL")),
+    Column("kind", String(16), nullable=False),  # firing | resolved | flapping | digest | test
+    # The AlertMessage (wcms.protocol.alerts), as JSON.
+    Column("message", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # queued | sending | delivered | dead
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("claimed_by", String(64)),
+    Column("claimed_until", UTCDateTime),
+    Column("deadline", UTCDateTime, nullable=False),
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime),
+    Index("ix_deliveries_state_next", "state", "next_attempt_at"),
+    Index("ix_deliveries_created", "created_at"),
+)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column(
+        "delivery_id",
+        String(36),
+        ForeignKey("deliveries.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("at", UTCDateTime, nullable=False),
+    Column("duration_ms", Float, nullable=False),
+    Column("status_code", Integer),
+    Column("outcome", String(16), nullable=False),  # delivered | retry | rate_limited | dead
+    Column("error", Text),
+)
+
+# A named lease that one replica holds at a time (the alert evaluator), claimed and
+# renewed by conditional updates.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+)

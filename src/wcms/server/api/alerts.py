@@ -1,0 +1,7 @@
+"""Admin API: alerts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(tags=["alerts"])
