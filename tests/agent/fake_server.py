@@ -30,6 +30,7 @@ from wcms.protocol import (
     agent_frame,
 )
 from wcms.protocol.messages import dump
+from wcms.protocol.programs import ProgramReport, ProgramReportAck
 
 
 @dataclass
@@ -56,6 +57,8 @@ class FakeServer:
         app.router.add_post("/api/client/heartbeat", self.heartbeat)
         app.router.add_get("/api/client/command", self.poll)
         app.router.add_post("/api/client/command/result", self.result)
+        app.router.add_post("/api/client/command/progress", self.progress)
+        app.router.add_post("/api/client/programs", self.programs)
         app.router.add_post("/api/client/shutdown", self.shutdown)
         app.router.add_get("/api/client/ws", self.websocket)
         self._runner = web.AppRunner(app)
@@ -138,6 +141,21 @@ class FakeServer:
         self._store(RunUpdate.model_validate_json(await request.read()))
         return web.json_response({"ok": True})
 
+    async def progress(self, request: web.Request) -> web.Response:
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        return web.json_response({"ok": True})
+
+    async def programs(self, request: web.Request) -> web.Response:
+        """Every program event stored; the agent's set is the server's."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal
+        report = ProgramReport.model_validate_json(await request.read())
+        seq = max((event.seq for event in report.events), default=0)
+        return json(ProgramReportAck(seq=seq))
+
     async def shutdown(self, request: web.Request) -> web.Response:
         self.events.append("shutdown-http")
         return web.json_response({"ok": True})
@@ -195,7 +213,7 @@ class FakeServer:
             self.pending.pop(update.run_id, None)
 
 
-def json(model: RegisterResponse | CommandPoll) -> web.Response:
+def json(model: RegisterResponse | CommandPoll | ProgramReportAck) -> web.Response:
     return web.Response(text=dump(model), content_type="application/json")
 
 
