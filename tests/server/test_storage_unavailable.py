@@ -127,7 +127,13 @@ def test_a_dead_worker_makes_the_server_not_ready(tmp_path, database_url):
 
     before, after, metrics = run(go)
     assert before.status_code == 200, before.text
-    assert before.json()["workers"] == {"heartbeats": True, "status-feed": True, "sweeper": True}
+    assert before.json()["workers"] == {
+        "heartbeats": True,
+        "status-feed": True,
+        "sweeper": True,
+        "alert-engine": True,
+        "alert-outbox": True,
+    }
     assert after.status_code == 503
     assert after.json()["error"]["code"] == "worker_down"
     assert "sweeper" in after.json()["error"]["message"]
