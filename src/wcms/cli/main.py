@@ -8,7 +8,16 @@ import typer
 from pydantic import ValidationError
 
 from wcms import __version__
-from wcms.cli import agent, consoles, files, local, programs, remote, server  # noqa: F401 - consoles adds `program logs` and `program send`
+from wcms.cli import (  # noqa: F401 - consoles adds `program logs` and `program send`
+    agent,
+    alerts,
+    consoles,
+    files,
+    local,
+    programs,
+    remote,
+    server,
+)
 from wcms.cli.client import CliError
 
 app = typer.Typer(
@@ -52,6 +61,13 @@ app.command("cancel")(remote.cancel)
 app.command("retry")(remote.retry)
 app.add_typer(files.file_app, name="file")
 app.add_typer(programs.program_app, name="program")
+app.add_typer(alerts.channel_app, name="channel")
+app.add_typer(alerts.rule_app, name="rule")
+app.command("alerts")(alerts.alerts)
+app.add_typer(alerts.alert_app, name="alert")
+app.add_typer(alerts.silence_app, name="silence")
+app.add_typer(alerts.window_app, name="window")
+app.command("deliveries")(alerts.deliveries)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
@@ -40,7 +41,7 @@ async def _wcms_error(_: Request, exc: WcmsError) -> JSONResponse:
     return response
 
 
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
     if first.get("type") == "json_invalid":
         return error_response(400, "malformed_json", "request body is not valid JSON")
@@ -51,7 +52,24 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
     message = f"{where}: {first.get('msg')}" if where else str(first.get("msg"))
     if first.get("type") == "missing" and location == ["body"]:
         message, where = "request body is required", "body"
+    if first.get("type") == "value_error" and location == ["body"]:
+        message, where = _model_error(request, str(first.get("msg")), message, where)
     return error_response(422, "invalid", message, field=where or None)
+
+
+def _model_error(request: Request, raw: str, message: str, where: str) -> tuple[str, str]:
+    """A body's model validator says "NAME: text" of the field NAME it found at fault
+    (its messages are written so); that field is named, and the message keeps only
+    that. Any other message is left as it is."""
+    said = raw.removeprefix("Value error, ")
+    name, sep, _ = said.partition(": ")
+    route = request.scope.get("route")
+    body_field = getattr(route, "body_field", None)
+    model = getattr(getattr(body_field, "field_info", None), "annotation", None)
+    fields = model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else {}
+    if sep and name in fields:
+        return said, name
+    return message, where
 
 
 async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
