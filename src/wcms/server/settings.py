@@ -73,6 +73,33 @@ class Settings(BaseSettings):
         description="Seconds a delivered run waits for its agent to acknowledge it (report "
         "it running) before it goes back to the queue to be offered again",
     )
+    alert_send_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        description="Seconds one attempt to send an alert message (a webhook call, an SMTP "
+        "session) may take before it counts as failed and is retried",
+    )
+    alert_retry_base: float = Field(
+        default=2.0,
+        gt=0,
+        le=3600,
+        description="Seconds before an alert message that failed is tried again, doubled "
+        "after each failure (with random jitter) up to alert_retry_cap",
+    )
+    alert_retry_cap: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="Longest wait in seconds between two attempts at an alert message",
+    )
+    alert_lease: float = Field(
+        default=120.0,
+        gt=0,
+        le=3600,
+        description="Seconds a server replica holds the alert messages it is sending; a "
+        "replica that dies mid-send leaves them to another after this long",
+    )
     demo: bool = Field(default=False, description="Demo mode: relaxed defaults for a try-out")
     log_level: str = Field(default="info", description="debug, info, warning or error")
 

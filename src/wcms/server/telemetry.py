@@ -50,5 +50,18 @@ class Telemetry:
             registry=self.registry,
         )
 
+        self.alert_outbox_depth = Gauge(
+            "wcms_alert_outbox_depth",
+            "Alert messages queued or being sent, as of the outbox's last round",
+            registry=self.registry,
+        )
+        self.alert_deliveries = Counter(
+            "wcms_alert_deliveries",
+            "Attempts to send alert messages by outcome (delivered, retry, rate_limited, "
+            "dead), and messages given up at their deadline (dead)",
+            ["outcome"],
+            registry=self.registry,
+        )
+
     def count_connected(self, count: Callable[[], float]) -> None:
         self.agents_connected.set_function(count)
