@@ -18,10 +18,14 @@ HERE = Path(__file__).parent
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test in this folder is end to end (`-m "not e2e"` runs the fast ones)."""
+    """Every test in this folder is end to end (`-m "not e2e"` runs the fast ones); the
+    dashboard's, which drive a real browser against timed pages, run on their own after
+    the parallel part of the suite (`serial`)."""
     for item in items:
         if HERE in item.path.parents:
             item.add_marker(pytest.mark.e2e)
+            if item.path.name.startswith("test_dashboard"):
+                item.add_marker(pytest.mark.serial)
 
 
 @pytest.fixture
