@@ -31,10 +31,12 @@ pytestmark = pytest.mark.anyio
 
 
 def games() -> list[psutil.Process]:
+    """The stand-in games this test started: the supervisors run in this process, so
+    every game they spawn is its descendant (other test workers run games of their own)."""
     found = []
-    for process in psutil.process_iter(["cmdline"]):
+    for process in psutil.Process().children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if GAME in (process.info["cmdline"] or []) and process.status() != "zombie":
+            if GAME in process.cmdline() and process.status() != "zombie":
                 found.append(process)
     return found
 
