@@ -553,6 +553,11 @@ ERRORS = [
     ),
     ("GET", f"{WINDOWS}/nowhere", None, 404, None),
     ("DELETE", f"{WINDOWS}/nowhere", None, 404, None),
+    ("GET", "/api/alerts?state=burning", None, 422, "state"),
+    ("GET", "/api/alerts?limit=0", None, 422, "limit"),
+    ("GET", "/api/alerts/0", None, 422, "alert_id"),
+    ("GET", "/api/alerts/999999", None, 404, None),
+    ("POST", "/api/alerts/999999/ack", None, 404, None),
 ]
 
 

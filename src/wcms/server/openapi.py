@@ -141,6 +141,13 @@ ROUTE_ERRORS: dict[str, tuple[int, ...]] = {
     "POST /api/commands/{command_id}/retry": (409,),
     "GET /api/programs": (404,),
     "POST /api/programs": (404, 409),
+    "POST /api/alert-channels": (409,),
+    "DELETE /api/alert-channels/{name}": (409,),
+    "POST /api/alert-rules": (404, 409),
+    "PATCH /api/alert-rules/{name}": (404,),
+    "POST /api/alert-silences": (404,),
+    "POST /api/maintenance-windows": (404, 409),
+    "POST /api/deliveries/{delivery_id}/retry": (409,),
     "POST /api/client/register": (401, 403, 409, 503),
     "POST /api/client/files": (403,),
 }

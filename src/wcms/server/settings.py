@@ -100,6 +100,27 @@ class Settings(BaseSettings):
         description="Seconds a server replica holds the alert messages it is sending; a "
         "replica that dies mid-send leaves them to another after this long",
     )
+    alert_tick_s: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="Seconds between two evaluations of the alert rules at most (a "
+        "presence or program change starts one at once)",
+    )
+    alert_flap_count: int = Field(
+        default=5,
+        ge=2,
+        le=100,
+        description="Times a subject must go to firing within alert_flap_window_s to be "
+        "flapping: one notice, then quiet until it is stable",
+    )
+    alert_flap_window_s: float = Field(
+        default=600.0,
+        gt=0,
+        le=86400,
+        description="Seconds in which alert_flap_count firings make a subject flapping; "
+        "it is stable again after a window without one",
+    )
     demo: bool = Field(default=False, description="Demo mode: relaxed defaults for a try-out")
     log_level: str = Field(default="info", description="debug, info, warning or error")
 

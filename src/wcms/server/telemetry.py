@@ -55,6 +55,11 @@ class Telemetry:
             "Alert messages queued or being sent, as of the outbox's last round",
             registry=self.registry,
         )
+        self.alerts_firing = Gauge(
+            "wcms_alerts_firing",
+            "Alerts firing now, as of the alert engine's last evaluation",
+            registry=self.registry,
+        )
         self.alert_deliveries = Counter(
             "wcms_alert_deliveries",
             "Attempts to send alert messages by outcome (delivered, retry, rate_limited, "
