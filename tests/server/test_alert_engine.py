@@ -39,8 +39,14 @@ from wcms.server.telemetry import Telemetry
 
 T = TypeVar("T")
 ADMIN = Actor("admin")
-# Every test's clock starts here and moves only when it says so.
-T0 = utcnow().replace(microsecond=0) + timedelta(minutes=1)
+# Every test's clock starts here, a minute after the test begins (so that what the services
+# stamp with the real clock, a rule or a silence, is older), and moves only when it says so.
+T0 = utcnow()
+
+
+def start_clock() -> None:
+    global T0
+    T0 = utcnow().replace(microsecond=0) + timedelta(minutes=1)
 
 
 def at(seconds: float) -> datetime:
@@ -128,6 +134,8 @@ class Rig:
 def run(
     database_url: str | None, tmp_path: Path, test: Callable[[Rig], Awaitable[T]], **settings: Any
 ) -> T:
+    start_clock()
+
     async def go() -> T:
         options = {"alert_flap_count": 3, "alert_flap_window_s": 300, **settings}
         config = Settings(data_dir=tmp_path, database_url=database_url, **options)

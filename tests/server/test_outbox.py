@@ -196,12 +196,16 @@ def test_two_replicas_racing_claim_each_delivery_exactly_once(database_url, tmp_
                 for delivery in got:
                     assert await store.delivered(conn, delivery.id, holder=holder, attempt=done)
 
+        # One after the other, each takes its own rows.
+        first_a, first_b = await claim("a"), await claim("b")
+        assert first_a and first_b and not {d.id for d in first_a} & {d.id for d in first_b}
+        await asyncio.gather(finish("a", first_a), finish("b", first_b))
+        # At once: whoever wins each row, no row is taken twice and none is left.
         for _ in range(40):
             a, b = await asyncio.gather(claim("a"), claim("b"))
             await asyncio.gather(finish("a", a), finish("b", b))
         every = [d.id for d in claims["a"] + claims["b"]]
         assert sorted(every) == sorted(queued)  # each claimed once, none left
-        assert claims["a"] and claims["b"]
         # A finish by a holder that does not hold the row writes nothing.
         stale = Attempt(utcnow(), 1.0, 204, "delivered", None)
         async with rig.db.begin() as conn:

@@ -234,6 +234,29 @@ async def mark_delivered(
     return await transition(conn, run_ids, Move(RunState.DELIVERED, at, deadline=deadline))
 
 
+async def redeliver(
+    conn: AsyncConnection, run_ids: Sequence[int], *, at: datetime, ack_within: float, detail: str
+) -> list[int]:
+    """Delivered runs their agent never acknowledged, just offered again over a live
+    link: still delivered, to be acknowledged within ``ack_within`` seconds of ``at``.
+    Only runs still delivered and overdue move (an acknowledgement in between wins)."""
+    if not run_ids:
+        return []
+    result = await conn.execute(
+        update(command_runs)
+        .where(
+            command_runs.c.id.in_(run_ids),
+            command_runs.c.state == RunState.DELIVERED.value,
+            command_runs.c.deadline_at <= at,
+        )
+        .values(delivered_at=at, deadline_at=at + timedelta(seconds=ack_within))
+        .returning(command_runs.c.id)
+    )
+    moved = [int(run_id) for run_id in result.scalars()]
+    await add_events(conn, [(run_id, RunState.DELIVERED, detail) for run_id in moved], at=at)
+    return moved
+
+
 async def mark_running(
     conn: AsyncConnection,
     timeouts: Mapping[int, float],

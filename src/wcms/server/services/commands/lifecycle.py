@@ -3,8 +3,8 @@ to their runs (expiry, time-out)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import timedelta
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -34,6 +34,7 @@ from wcms.server.store import queue
 from wcms.server.store import runs as run_store
 from wcms.server.store.commands import Births, NewCommand
 from wcms.server.store.engine import Database
+from wcms.server.store.queue import PendingRun
 from wcms.server.store.runs import ACTIVE, Move
 
 
@@ -196,10 +197,11 @@ class Lifecycle:
         return len(moved)
 
     async def sweep(self) -> None:
-        """Expire queued runs past their expiry; queue again delivered runs their agent
-        never acknowledged (the link died unnoticed: the run is offered again, and an
-        agent that did get it drops the duplicate); time out running runs whose agent
-        sent no result in time."""
+        """Expire queued runs past their expiry; offer again delivered runs their agent
+        never acknowledged (the link died unnoticed, and an agent that did get the run
+        drops the duplicate): still delivered if the agent's link here took them, queued
+        for its next connection otherwise; time out running runs whose agent sent no
+        result in time."""
         now = utcnow()
         async with self._db.begin() as conn:
             expired = await run_store.transition(
@@ -207,27 +209,45 @@ class Lifecycle:
                 await queue.expired_queued(conn, now=now),
                 Move(RunState.EXPIRED, now, error="expired before the machine received it"),
             )
-            unacknowledged = await run_store.undeliver(
-                conn,
-                await queue.overdue(conn, RunState.DELIVERED, now=now),
-                at=now,
-                detail="not acknowledged by the agent in time; offered again",
-            )
             overdue = await run_store.transition(
                 conn,
                 await queue.overdue(conn, RunState.RUNNING, now=now),
                 Move(RunState.TIMED_OUT, now, error="no result from the agent in time"),
             )
-            again = [
-                run
-                for run in await queue.pending_by_ids(conn, unacknowledged)
-                if run.run_expires_at is None or run.run_expires_at > now
-            ]
-            touched = await run_store.commands_of(conn, expired + unacknowledged + overdue)
-        if again:
-            await self._delivery.push(again)
+            late = await queue.pending_by_ids(
+                conn, await queue.overdue(conn, RunState.DELIVERED, now=now)
+            )
+            touched = await run_store.commands_of(
+                conn, expired + overdue + [run.run_id for run in late]
+            )
+        if late:
+            await self._offer_again(late, now=now)
         for command_id in touched:
             self._notify(command_id)
+
+    async def _offer_again(self, late: Sequence[PendingRun], *, now: datetime) -> None:
+        # Offered outside the transaction (a send may wait on a slow socket); the write
+        # after it moves only runs still unacknowledged.
+        live = [run for run in late if run.run_expires_at is None or run.run_expires_at > now]
+        sent, _ = await self._delivery.offer(
+            [(run.run_id, run.machine_id, self._delivery.envelope(run)) for run in live]
+        )
+        at = utcnow()
+        async with self._db.begin() as conn:
+            await run_store.redeliver(
+                conn,
+                sent,
+                at=at,
+                ack_within=self._settings.delivery_timeout,
+                detail="not acknowledged by the agent in time; offered again",
+            )
+            taken = set(sent)
+            await run_store.undeliver(
+                conn,
+                [run.run_id for run in late if run.run_id not in taken],
+                at=at,
+                detail="not acknowledged by the agent in time; queued for its next connection",
+            )
 
 
 # Free-form: ``payload`` is the request's, until its command type's model parses it.
