@@ -61,12 +61,24 @@ async def command_runs(
 
 @router.get("/commands/{command_id}/progress")
 async def command_progress(
-    command_id: CommandId, request: Request, commands: CommandsDep, _: WebUser, output: int = 0
+    command_id: CommandId,
+    request: Request,
+    commands: CommandsDep,
+    _: WebUser,
+    output: int = 0,
+    sent: int = 0,
 ) -> Response:
     """The live progress block a sent command shows, with each machine's output when
-    ``output`` is 1."""
+    ``output`` is 1 and the "sent" notice when ``sent`` is 1."""
     command = await commands.get(command_id)
-    return render(request, "command_progress.html", c=command, show_output=bool(output))
+    return render(
+        request,
+        "command_progress.html",
+        c=command,
+        show_output=bool(output),
+        sent=bool(sent),
+        refreshed=True,
+    )
 
 
 @router.post("/commands/{command_id}/cancel")
