@@ -63,7 +63,7 @@ def test_the_machine_page_lists_its_programs_live(browser):
     assert page.status_code == 200
     assert 'data-testid="program-mc"' in page.text
     assert 'data-state="running"' in page.text and "3 / 20" in page.text and "7.5%" in page.text
-    assert "wcms-program[detail.machine=='game-1'] from:document" in page.text
+    assert "wcms-program-one[detail.machine=='game-1'] from:document" in page.text
     assert "presence,command,machine,layout,status,program" in page.text
     korean = client.get(f"/pc/{MACHINE}", headers={"Accept-Language": "ko"})
     assert "프로그램 추가" in korean.text and "실행 중" in korean.text
@@ -93,7 +93,7 @@ def test_actions_need_the_csrf_token_and_change_the_program(browser, harness, ac
     assert refused.status_code == 403 and "The form expired" in refused.text
     done = client.post(path, headers={"X-CSRF-Token": csrf, "HX-Request": "true"})
     assert done.status_code == 200, done.text
-    assert '"wcms-program"' in done.headers["HX-Trigger"]
+    assert '"wcms-program-one"' in done.headers["HX-Trigger"]
     assert harness.call("GET", f"/api/programs/{MACHINE}/mc")["desired"] == desired
 
 

@@ -1,7 +1,7 @@
 """Dashboard pages and forms for programs (game servers): a machine's list, a program's
 page, start / stop / restart / remove, and the form that adds one.
 
-Actions answer with an ``HX-Trigger`` of ``wcms-program`` so that the list or the page
+Actions answer with an ``HX-Trigger`` of ``wcms-program-one`` so that the list or the page
 that sent them refreshes at once; the bus's ``program`` events refresh them for every
 other viewer. The console and the chart are the browser's: it calls the API itself
 (``program_logs`` and ``program_send`` commands, ``…/history``) with its session.
@@ -199,4 +199,4 @@ def _message(error: Any) -> str:
 
 
 def _trigger(machine_id: str, name: str) -> str:
-    return json.dumps({"wcms-program": {"machine": machine_id, "name": name}})
+    return json.dumps({"wcms-program-one": {"machine": machine_id, "name": name}})

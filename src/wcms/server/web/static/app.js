@@ -69,13 +69,38 @@
     }
   });
 
+  /* Live blocks refresh on "wcms-<topic>-one" (per subject: a command's id, a machine's
+     program) and "wcms-<topic>-any" (per topic) rather than on the raw events with htmx's
+     throttle, which drops the events of its window and could leave a block on the state
+     before the last one. Each is dispatched at once, then at most once per wait while
+     events keep coming, and always once after the last. */
+  const paced = {};
+  function pace(name, key, detail, wait) {
+    const slot = name + "\u0000" + key;
+    if (paced[slot]) { paced[slot].detail = detail; return; }
+    const fire = function (d) { document.dispatchEvent(new CustomEvent(name, { detail: d })); };
+    const entry = (paced[slot] = { detail: null });
+    fire(detail);
+    const flush = function () {
+      if (entry.detail === null) { delete paced[slot]; return; }
+      fire(entry.detail);
+      entry.detail = null;
+      setTimeout(flush, wait);
+    };
+    setTimeout(flush, wait);
+  }
+  function subject(d) { return [d.id, d.machine, d.name].join("/"); }
+
   function connect() {
     const dot = document.getElementById("live");
     const topics = document.body.dataset.topics || "presence,command,machine,layout";
     const source = new EventSource("/api/events?topics=" + encodeURIComponent(topics));
     ["presence", "status", "command", "machine", "layout", "program", "resync"].forEach(function (topic) {
       source.addEventListener(topic, function (message) {
-        document.dispatchEvent(new CustomEvent("wcms-" + topic, { detail: JSON.parse(message.data || "{}") }));
+        const detail = JSON.parse(message.data || "{}");
+        document.dispatchEvent(new CustomEvent("wcms-" + topic, { detail: detail }));
+        pace("wcms-" + topic + "-one", subject(detail), detail, 300);
+        pace("wcms-" + topic + "-any", "", detail, 1000);
       });
     });
     source.addEventListener("hello", function () { if (dot) { dot.dataset.state = "on"; dot.title = "Live"; } });
