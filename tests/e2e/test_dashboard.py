@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.alert_receiver import HttpReceiver
 from tests.browser import chromium, login, require_browser
 from tests.procs import AgentProc, ServerProc, wait_for
 
@@ -284,3 +285,58 @@ def test_rooms_are_renamed_and_deleted_in_the_layout_editor(page, server):
     form.locator("input[name=name]").fill("a/b")
     form.locator("button").click()
     assert "name" in page.locator("[data-testid=error]").inner_text()
+
+
+def test_an_alert_set_up_in_the_pages_fires_live_and_is_acknowledged(
+    page, server, agents, room_token, tmp_path_factory
+):
+    """A channel and a rule made through the forms; a machine shut down is a firing
+    alert on the open alerts page and in the navigation's count, without a reload, and
+    its message reaches the channel; acknowledging it clears the count."""
+    receiver = HttpReceiver().start()
+    try:
+        page.goto(f"{server.url}/alerts/channels")
+        form = page.locator("[data-testid=channel-form]")
+        form.locator("input[name=name]").fill("ops")
+        form.locator("select[name=kind]").select_option("webhook")
+        form.locator("input[name=url]").fill(f"{receiver.url}/hook/ops")
+        form.locator("[data-testid=channel-add]").click()
+        page.locator("[data-testid=channel-ops]").wait_for()
+        page.goto(f"{server.url}/alerts/rules")
+        form = page.locator("[data-testid=rule-form]")
+        form.locator("input[name=name]").fill("down")
+        form.locator("select[name=kind]").select_option("machine_offline")
+        form.locator("input[name=selector]").fill(f"room:{ROOM}")
+        form.locator("input[name=for_s]").fill("0")
+        form.locator("input[name=include_shutdown]").check()
+        form.locator("input[name=channels][value=ops]").check()
+        form.locator("summary").click()
+        form.locator("input[name=group_wait_s]").fill("0")
+        form.locator("[data-testid=rule-add]").click()
+        page.locator("[data-testid=rule-down]").wait_for()
+
+        agent = start_agent(server, agents, tmp_path_factory.mktemp("al"), "lab-al", room_token)
+        api = server.api()
+        wait_for(lambda: api.status_of("lab-al") == "online", what="lab-al online")
+        page.goto(f"{server.url}/alerts")
+        page.wait_for_selector("#live[data-state=on]")
+        page.evaluate("window.stillHere = true")
+        badge = page.locator("[data-testid=alert-count]")
+        assert badge.inner_text().strip() == ""
+        agent.signal(signal.SIGTERM)
+        assert agent.wait_exit(timeout=10) == 0
+        badge.filter(has_text="1").wait_for(timeout=15_000)
+        row = page.locator("[data-testid=alerts] tr[data-testid^=alert-]")
+        row.locator("[data-state=firing]").wait_for(timeout=5_000)
+        assert page.evaluate("window.stillHere === true")  # never reloaded
+        [message] = receiver.wait_for(1, prefix="/hook/", timeout=30)
+        assert message.json()["alert"]["subjects"] == ["lab-al"]
+
+        row.locator("form[data-testid^=ack-] button").click()
+        page.wait_for_url(re.compile(r"/alerts$"))
+        assert page.locator("[data-testid=alert-count]").inner_text().strip() == ""
+        [alert] = api.get("/api/alerts", params={"state": "firing"})
+        assert alert["acked_by"] == "admin"
+    finally:
+        server.api().client.delete("/api/alert-rules/down")
+        receiver.stop()

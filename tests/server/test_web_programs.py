@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.server.test_programs_api import Harness
+from tests.server.web import log_in
 from wcms.protocol.programs import ProgramReport, ProgramState, ProgramStatus
 from wcms.server.app import create_app
 from wcms.server.settings import Settings
@@ -46,15 +47,7 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Harness]:
 def browser(harness: Harness) -> Iterator[tuple[TestClient, str]]:
     """The app's client logged in (its cookies) and its CSRF token."""
     client = harness.client
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token is not None
-    login = {"username": "admin", "password": PASSWORD, "csrf_token": token[1], "next": "/"}
-    assert client.post("/login", data=login, follow_redirects=False).status_code == 303
-    machine = client.get(f"/pc/{MACHINE}")
-    csrf = re.search(r'name="csrf-token" content="([^"]+)"', machine.text)
-    assert csrf is not None
-    yield client, csrf[1]
+    yield client, log_in(client, PASSWORD, f"/pc/{MACHINE}")
 
 
 def test_the_machine_page_lists_its_programs_live(browser):
@@ -64,7 +57,7 @@ def test_the_machine_page_lists_its_programs_live(browser):
     assert 'data-testid="program-mc"' in page.text
     assert 'data-state="running"' in page.text and "3 / 20" in page.text and "7.5%" in page.text
     assert "wcms-program-one[detail.machine=='game-1'] from:document" in page.text
-    assert "presence,command,machine,layout,status,program" in page.text
+    assert "presence,command,machine,layout,alert,status,program" in page.text
     korean = client.get(f"/pc/{MACHINE}", headers={"Accept-Language": "ko"})
     assert "프로그램 추가" in korean.text and "실행 중" in korean.text
     fragment = client.get(f"/pc/{MACHINE}/programs")

@@ -408,6 +408,7 @@ def deliveries(
         str | None, typer.Option("--state", help="queued, sending, delivered or dead")
     ] = None,
     channel: Annotated[str | None, typer.Option("--channel", help="Of this channel")] = None,
+    alert: Annotated[int | None, typer.Option("--alert", min=1, help="Of this alert")] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many")] = 100,
 ) -> None:
     """List the messages sent to channels, newest first."""
@@ -416,6 +417,8 @@ def deliveries(
         query["state"] = _choice("--state", state, tuple(s.value for s in DeliveryState))
     if channel is not None:
         query["channel"] = channel
+    if alert is not None:
+        query["alert"] = alert
     raw = _api().request("GET", f"/api/deliveries?{urlencode(query)}")
     found = _deliveries.validate_python(raw)
     if _print_json(as_json, found):

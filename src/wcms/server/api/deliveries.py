@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from wcms.protocol.alerts import DeliveryDetail, DeliveryOut, DeliveryState
+from wcms.protocol.bounds import INT64_MAX
 from wcms.server.api.deps import AdminActor, OutboxDep
 
 router = APIRouter(prefix="/api/deliveries", tags=["alerts"])
@@ -25,13 +26,18 @@ async def list_deliveries(
     channel: Annotated[
         str | None, Query(min_length=1, max_length=64, description="Only to this channel")
     ] = None,
+    alert: Annotated[
+        int | None, Query(ge=1, le=INT64_MAX, description="Only the messages of this alert")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many")] = 100,
     before: Annotated[
         datetime | None, Query(description="Only those queued before this time (paging)")
     ] = None,
 ) -> list[DeliveryOut]:
     """The messages sent or to send to channels, newest first."""
-    return await outbox.list_deliveries(state=state, channel=channel, limit=limit, before=before)
+    return await outbox.list_deliveries(
+        state=state, channel=channel, alert_id=alert, limit=limit, before=before
+    )
 
 
 @router.get("/{delivery_id}", response_model=DeliveryDetail)

@@ -15,7 +15,7 @@ from wcms.server.errors import BadRequest
 
 router = APIRouter(prefix="/api", tags=["events"])
 
-TOPICS = ("presence", "status", "command", "machine", "layout", "program")
+TOPICS = ("presence", "status", "command", "machine", "layout", "program", "alert")
 KEEPALIVE_S = 15.0
 
 
@@ -28,7 +28,8 @@ async def events(
     """``text/event-stream`` of live changes: ``presence`` (online/offline with reason),
     ``status`` (newest CPU/RAM/disk per machine, at most once a second), ``command``
     (a command's runs changed), ``machine`` (edited or deleted), ``layout`` (rooms and
-    seats), ``program`` (a program's state or definition changed: ``machine``, ``name``).
+    seats), ``program`` (a program's state or definition changed: ``machine``, ``name``),
+    ``alert`` (alerts changed state or were acknowledged: ``firing``, the count now).
     ``resync`` means events were lost: reload what you show."""
     wanted = [t.strip() for t in topics.split(",") if t.strip()]
     unknown = sorted(set(wanted) - set(TOPICS))

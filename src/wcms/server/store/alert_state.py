@@ -199,6 +199,16 @@ async def count_firing(conn: AsyncConnection) -> int:
     return int(result.scalar_one())
 
 
+async def count_unacknowledged(conn: AsyncConnection) -> int:
+    """Firing alerts nobody has acknowledged."""
+    result = await conn.execute(
+        select(func.count())
+        .select_from(alerts)
+        .where(alerts.c.state == "firing", alerts.c.acked_at.is_(None))
+    )
+    return int(result.scalar_one())
+
+
 async def rule_names(conn: AsyncConnection) -> dict[int, tuple[str, str, str]]:
     """Each rule's name, kind and severity, by id."""
     result = await conn.execute(

@@ -363,11 +363,12 @@ async def recent(
     *,
     state: str | None = None,
     channel_id: int | None = None,
+    alert_id: int | None = None,
     limit: int = 100,
     before: datetime | None = None,
 ) -> list[DeliveryRecord]:
-    """The newest deliveries first (queued before ``before`` when given), of one state
-    and one channel when given."""
+    """The newest deliveries first (queued before ``before`` when given), of one state,
+    one channel and one alert when given."""
     query = (
         select(*_COLUMNS)
         .select_from(_JOINED)
@@ -378,6 +379,8 @@ async def recent(
         query = query.where(deliveries.c.state == state)
     if channel_id is not None:
         query = query.where(deliveries.c.channel_id == channel_id)
+    if alert_id is not None:
+        query = query.where(deliveries.c.alert_id == alert_id)
     if before is not None:
         query = query.where(deliveries.c.created_at < before)
     return [_delivery(row) for row in await conn.execute(query)]

@@ -546,6 +546,7 @@ deliveries = Table(
     Column("delivered_at", UTCDateTime),
     Index("ix_deliveries_state_next", "state", "next_attempt_at"),
     Index("ix_deliveries_created", "created_at"),
+    Index("ix_deliveries_alert", "alert_id"),
 )
 
 delivery_attempts = Table(

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import RedirectResponse, Response
 
 from wcms.server.errors import WcmsError
-from wcms.server.web import admin, auth, commands, fleet, programs
+from wcms.server.web import admin, alert_config, alerts, auth, commands, fleet, programs
 from wcms.server.web.deps import LoginRequired
 from wcms.server.web.i18n import negotiate, translator
 from wcms.server.web.render import STATIC, render
@@ -25,7 +25,7 @@ from wcms.server.web.render import STATIC, render
 def install(app: FastAPI) -> None:
     """Add the dashboard's routes, static files and HTML error pages to ``app``."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (auth, fleet, commands, programs, admin):
+    for module in (auth, fleet, commands, programs, alert_config, alerts, admin):
         app.include_router(module.router)
     app.add_exception_handler(LoginRequired, _to_login)
     for kind in (WcmsError, RequestValidationError, HTTPException, Exception):

@@ -43,6 +43,7 @@ def render(request: Request, template: str, *, status: int = 200, **context: Any
             "csrf_token": csrf.token_for(key, basis),
             "version": __version__,
             "path": request.url.path,
+            "status": status,
             **context,
         },
         status_code=status,

@@ -359,6 +359,11 @@ class AlertEngine:
             found = await store.list_alerts(conn, states=states, limit=limit, before_id=before)
             return await _shown(conn, found)
 
+    async def count_unacknowledged(self) -> int:
+        """Firing alerts nobody has acknowledged: the navigation's count."""
+        async with self.db.connect() as conn:
+            return await store.count_unacknowledged(conn)
+
     async def get_alert(self, alert_id: int) -> AlertOut:
         async with self.db.connect() as conn:
             found = await store.get_alert(conn, alert_id)

@@ -389,10 +389,12 @@ class Outbox:
         *,
         state: DeliveryState | None = None,
         channel: str | None = None,
+        alert_id: int | None = None,
         limit: int = 100,
         before: datetime | None = None,
     ) -> list[DeliveryOut]:
-        """The newest deliveries first, of one state and one channel when given, queued
+        """The newest deliveries first, of one state, one channel and one alert when
+        given, queued
         before ``before`` (UTC when it names no offset) when given."""
         if before is not None and before.tzinfo is None:
             before = before.replace(tzinfo=UTC)
@@ -407,6 +409,7 @@ class Outbox:
                 conn,
                 state=state.value if state is not None else None,
                 channel_id=channel_id,
+                alert_id=alert_id,
                 limit=limit,
                 before=before,
             )

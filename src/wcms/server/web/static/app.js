@@ -95,7 +95,7 @@
     const dot = document.getElementById("live");
     const topics = document.body.dataset.topics || "presence,command,machine,layout";
     const source = new EventSource("/api/events?topics=" + encodeURIComponent(topics));
-    ["presence", "status", "command", "machine", "layout", "program", "resync"].forEach(function (topic) {
+    ["presence", "status", "command", "machine", "layout", "program", "alert", "resync"].forEach(function (topic) {
       source.addEventListener(topic, function (message) {
         const detail = JSON.parse(message.data || "{}");
         document.dispatchEvent(new CustomEvent("wcms-" + topic, { detail: detail }));
