@@ -88,7 +88,7 @@ class Settings(BaseSettings):
         "after each failure (with random jitter) up to alert_retry_cap",
     )
     alert_retry_cap: float = Field(
-        default=600.0,
+        default=60.0,
         gt=0,
         le=86400,
         description="Longest wait in seconds between two attempts at an alert message",
