@@ -123,6 +123,16 @@ def test_a_new_agent_appears_on_its_room_map_live_and_greys_on_stop(
     assert "/rooms/A101" in page.url  # never reloaded
     agent.start()
     page.locator("[data-testid=tile-lab-01][data-status=online]").wait_for(timeout=20_000)
+    # On its page, its figures are marked as the last known and the reason follows live.
+    page.goto(f"{server.url}/pc/lab-01")
+    page.wait_for_selector("#live[data-state=on]")
+    assert not page.locator("[data-testid=last-known]").is_visible()
+    agent.signal(signal.SIGTERM)
+    assert agent.wait_exit(timeout=10) == 0
+    page.locator("[data-field=reason]").filter(has_text="shut down").wait_for(timeout=5_000)
+    assert page.locator("[data-testid=last-known]").is_visible()
+    agent.start()
+    page.locator("[data-field=reason]").filter(has_text="connected").wait_for(timeout=20_000)
 
 
 def test_a_layout_drag_survives_a_reload(page, server, room_token, agents):
@@ -149,7 +159,11 @@ def test_a_command_sent_from_the_machine_page_shows_its_output(page, server, age
     form.locator("[data-testid=send]").click()
     dialog = form.locator("[data-testid=confirm-dialog]")
     assert "1 machine" in dialog.inner_text()
-    dialog.locator("[data-testid=confirm]").click()
+    # The question and its button name the action; red, since it can change anything.
+    confirm = dialog.locator("[data-testid=confirm]")
+    assert "execute" in dialog.locator("p").inner_text() and confirm.inner_text() == "execute"
+    assert "danger" in (confirm.get_attribute("class") or "")
+    confirm.click()
     output = page.locator("[data-testid=command-result] [data-testid=stdout]")
     output.wait_for(timeout=20_000)
     assert "hello-from-the-dashboard" in output.inner_text()
@@ -217,6 +231,12 @@ def test_the_machines_list_filters_and_acts_on_a_selection(page, server, agents)
     page.goto(f"{server.url}/machines")
     page.fill("[data-testid=search]", "lab-02")
     page.locator("[data-testid=matching]").filter(has_text="1 machines").wait_for()
+    # The address bar follows the filter: a reload is the same list, in its page.
+    page.wait_for_url(re.compile(r"/machines\?q=lab-02$"))
+    page.reload()
+    assert page.locator("header.top nav").count() == 1
+    assert page.locator("[data-testid=search]").input_value() == "lab-02"
+    page.locator("[data-testid=matching]").filter(has_text="1 machines").wait_for()
     page.locator("[data-testid=machine-rows] input[name=ids]").first.check()
     assert page.locator("[data-testid=selected-count]").inner_text() == "1"
     form = page.locator("[data-testid=command-form]")
@@ -253,12 +273,34 @@ def test_a_command_is_cancelled_and_retried_from_its_page(page, server, agents):
     page.locator("[data-run=lab-02] [data-state=running]").wait_for(timeout=20_000)
     page.click("[data-testid=cancel]")
     page.locator("[data-run=lab-02] [data-state=cancelled]").wait_for(timeout=10_000)
+    # Retrying asks first, naming the action; dismissed, nothing is sent.
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    page.click("[data-testid=retry]")
+    time.sleep(0.5)
+    assert api.get(f"/api/commands/{command['id']}")["summary"] == {"cancelled": 1}
+    asked: list[str] = []
+
+    def accept(dialog: Any) -> None:
+        asked.append(dialog.message)
+        dialog.accept()
+
+    page.once("dialog", accept)
     page.click("[data-testid=retry]")
     page.locator("[data-run=lab-02]").filter(has_text="\u00d72").wait_for(timeout=10_000)
+    assert asked and "execute" in asked[0]
     api.post(f"/api/commands/{command['id']}/cancel")
     page.locator("[data-run=lab-02] [data-state=cancelled]").wait_for(timeout=10_000)
     page.goto(f"{server.url}/commands")
     assert page.locator(f"[data-testid=commands] a[href='/commands/{command['id']}']").count()
+    # Filtered to what it was: the list, the address bar and a reload follow.
+    page.locator("[data-testid=command-filters] select[name=type]").select_option("message")
+    page.wait_for_url(re.compile(r"/commands\?type=message$"))
+    page.locator(f"[data-testid=what-{command['id']}]").wait_for(state="detached")
+    page.reload()
+    assert page.locator(f"[data-testid=what-{command['id']}]").count() == 0
+    assert (
+        page.locator("[data-testid=command-filters] select[name=type]").input_value() == "message"
+    )
 
 
 def test_rooms_are_renamed_and_deleted_in_the_layout_editor(page, server):

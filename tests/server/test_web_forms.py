@@ -67,6 +67,7 @@ def test_the_language_follows_the_cookie_then_the_browser(headers, language):
 
 def test_korean_phrases_fill_in_their_values():
     _ = translator("ko")
-    assert _("Send this command to {n} machines?", n=3) == "3대의 PC에 이 명령을 보낼까요?"
+    asked = _("Send “{action}” to {n} machine(s)?", action="잠금", n=3)
+    assert asked == "3대의 PC에 “잠금” 명령을 보낼까요?"
     assert _("not in the catalogue") == "not in the catalogue"
     assert all(value.strip() for value in KO.values())

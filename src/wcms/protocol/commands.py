@@ -7,6 +7,7 @@ secrets (``secret_fields``) so the server can keep them out of storage, logs and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar
 
@@ -119,3 +120,19 @@ def reveal_secrets(model: Payload) -> dict[str, Any]:
 
 def _clear(value: Any) -> Any:
     return value.get_secret_value() if isinstance(value, SecretStr) else value
+
+
+# A command's state, as the list filters it, from the states of its runs.
+COMMAND_STATES = ("active", "succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class CommandFilter:
+    """Which commands a list shows; every field given must hold."""
+
+    type: str | None = None
+    # active: a run not final yet; succeeded: every run succeeded; failed: a run failed,
+    # timed out or expired; cancelled: a run cancelled.
+    state: str | None = None
+    selector: str | None = None  # a part of the selector, as typed
+    created_by: str | None = None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query
 
 from wcms.protocol import CommandCreate, CommandOut
 from wcms.protocol.bounds import INT64_MAX
 from wcms.protocol.bulk import BulkCommandCreate
+from wcms.protocol.commands import CommandFilter
 from wcms.server.api.deps import AdminActor, CommandsDep
 
 router = APIRouter(prefix="/api/commands", tags=["commands"])
@@ -40,8 +41,22 @@ async def list_commands(
     _: AdminActor,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     before_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
+    type: Annotated[str | None, Query(max_length=64, description="Of this type")] = None,
+    state: Annotated[
+        Literal["active", "succeeded", "failed", "cancelled"] | None,
+        Query(
+            description="active: a run not finished; succeeded: every run succeeded; "
+            "failed: a run failed, timed out or expired; cancelled: a run cancelled"
+        ),
+    ] = None,
+    selector: Annotated[
+        str | None, Query(max_length=512, description="Whose selector contains this")
+    ] = None,
+    created_by: Annotated[str | None, Query(max_length=128, description="Sent by")] = None,
 ) -> list[CommandOut]:
-    return await commands.list_commands(limit=limit, before_id=before_id)
+    """The newest commands first, matching every filter given."""
+    where = CommandFilter(type=type, state=state, selector=selector, created_by=created_by)
+    return await commands.list_commands(limit=limit, before_id=before_id, where=where)
 
 
 @router.get("/{command_id}", response_model=CommandOut)

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import exists, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wcms.protocol.commands import RunState
+from wcms.protocol.commands import CommandFilter, RunState
 from wcms.server.store import bulk
 from wcms.server.store.records import columns, mapper, values
-from wcms.server.store.runs import RunRecord, add_events, run_record
+from wcms.server.store.runs import FINAL, RunRecord, add_events, run_record
 from wcms.server.store.tables import command_runs, commands, machines
 
 
@@ -128,13 +128,44 @@ async def get_command(conn: AsyncConnection, command_id: int) -> CommandRecord |
     return _command(row) if row is not None else None
 
 
+_FAILED = (RunState.FAILED, RunState.TIMED_OUT, RunState.EXPIRED)
+
+
 async def list_commands(
-    conn: AsyncConnection, *, limit: int, before_id: int | None = None
+    conn: AsyncConnection,
+    *,
+    limit: int,
+    before_id: int | None = None,
+    where: CommandFilter = CommandFilter(),
 ) -> list[CommandRecord]:
     query = select(*columns(commands, CommandRecord)).order_by(commands.c.id.desc()).limit(limit)
     if before_id is not None:
         query = query.where(commands.c.id < before_id)
+    if where.type:
+        query = query.where(commands.c.type == where.type)
+    if where.created_by:
+        query = query.where(commands.c.created_by == where.created_by)
+    if where.selector:
+        query = query.where(commands.c.selector.contains(where.selector, autoescape=True))
+    if where.state:
+        query = query.where(_in_state(where.state))
     return [_command(row) for row in await conn.execute(query)]
+
+
+def _in_state(state: str) -> Any:
+    run = command_runs.alias("run")
+    of_command = run.c.command_id == commands.c.id
+    if state == "active":
+        return exists().where(of_command, run.c.state.not_in(FINAL))
+    if state == "failed":
+        return exists().where(of_command, run.c.state.in_(_FAILED))
+    if state == "cancelled":
+        return exists().where(of_command, run.c.state == RunState.CANCELLED)
+    if state == "succeeded":
+        return exists().where(of_command) & ~exists().where(
+            of_command, run.c.state != RunState.SUCCEEDED
+        )
+    raise ValueError(f"unknown command state {state!r}")
 
 
 async def summaries(conn: AsyncConnection, command_ids: Sequence[int]) -> dict[int, dict[str, int]]:

@@ -25,12 +25,18 @@ from wcms.server.web.render import STATIC, render
 def install(app: FastAPI) -> None:
     """Add the dashboard's routes, static files and HTML error pages to ``app``."""
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
     for module in (auth, fleet, commands, programs, alert_config, alerts, admin):
         app.include_router(module.router)
     app.add_exception_handler(LoginRequired, _to_login)
     for kind in (WcmsError, RequestValidationError, HTTPException, Exception):
         json_handler = app.exception_handlers[kind]
         app.add_exception_handler(kind, _html_for_pages(json_handler))
+
+
+async def _favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page says: the icon, not a 404."""
+    return RedirectResponse("/static/favicon.svg", status_code=301)
 
 
 async def _to_login(request: Request, _: Exception) -> Response:

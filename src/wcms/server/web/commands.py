@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Request
 from pydantic import ValidationError
 from starlette.datastructures import FormData
 from starlette.responses import RedirectResponse, Response
 
-from wcms.protocol import CommandCreate
+from wcms.protocol import COMMAND_TYPES, CommandCreate
 from wcms.protocol.bounds import INT64_MAX
 from wcms.protocol.bulk import BulkCommandCreate
+from wcms.protocol.commands import COMMAND_STATES, CommandFilter
 from wcms.server.api.deps import CommandsDep, MachinesDep
 from wcms.server.errors import BadRequest
+from wcms.server.services.commands import Commands
 from wcms.server.services.machines import Machines
 from wcms.server.web.deps import CheckedForm, WebActor, WebUser
 from wcms.server.web.fleet import filtered_machines
-from wcms.server.web.forms import payload_from
+from wcms.server.web.forms import HARMLESS_TYPES, payload_from
 from wcms.server.web.render import render
 
 router = APIRouter(include_in_schema=False)
@@ -26,21 +29,54 @@ CommandId = Annotated[int, Path(ge=1, le=2**62)]
 MachineId = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
 
 
+PAGE = 50
+
+
 @router.get("/commands")
-async def commands_page(
-    request: Request,
-    commands: CommandsDep,
-    user: WebUser,
-    before_id: Annotated[int | None, Query(ge=1, le=INT64_MAX)] = None,
-) -> Response:
-    rows = await commands.list_commands(limit=50, before_id=before_id)
-    return render(request, "commands.html", title="Commands", user=user, commands=rows)
+async def commands_page(request: Request, commands: CommandsDep, user: WebUser) -> Response:
+    context = await _command_list(commands, request)
+    return render(
+        request,
+        "commands.html",
+        title="Commands",
+        user=user,
+        types=list(COMMAND_TYPES),
+        states=COMMAND_STATES,
+        **context,
+    )
 
 
 @router.get("/commands/table")
 async def commands_table(request: Request, commands: CommandsDep, _: WebUser) -> Response:
-    rows = await commands.list_commands(limit=50)
-    return render(request, "commands_table.html", commands=rows)
+    """The list as its filters or a live change refresh it; the address bar follows the
+    filters, so a reload, a bookmark or Back shows the same list."""
+    context = await _command_list(commands, request)
+    response = render(request, "commands_table.html", **context)
+    shown = urlencode({k: v for k, v in context["q"].items() if v})
+    response.headers["HX-Replace-Url"] = "/commands" + (f"?{shown}" if shown else "")
+    return response
+
+
+async def _command_list(commands: Commands, request: Request) -> dict[str, Any]:
+    params = request.query_params
+    q = {k: params.get(k, "").strip()[:128] for k in ("type", "state", "selector", "user")}
+    if q["state"] not in COMMAND_STATES:
+        q["state"] = ""
+    before = params.get("before_id", "")
+    before_id = int(before) if before.isdigit() and 0 < int(before) <= INT64_MAX else None
+    where = CommandFilter(
+        type=q["type"] or None,
+        state=q["state"] or None,
+        selector=q["selector"] or None,
+        created_by=q["user"] or None,
+    )
+    rows = await commands.list_commands(limit=PAGE + 1, before_id=before_id, where=where)
+    return {
+        "q": q,
+        "commands": rows[:PAGE],
+        "older": rows[PAGE - 1].id if len(rows) > PAGE else None,
+        "paged": before_id is not None,
+    }
 
 
 @router.get("/commands/{command_id}")
@@ -48,7 +84,10 @@ async def command_page(
     command_id: CommandId, request: Request, commands: CommandsDep, user: WebUser
 ) -> Response:
     command = await commands.get(command_id)
-    return render(request, "command.html", title="Command", user=user, c=command)
+    destructive = command.type not in HARMLESS_TYPES
+    return render(
+        request, "command.html", title="Command", user=user, c=command, destructive=destructive
+    )
 
 
 @router.get("/commands/{command_id}/runs")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Request
 from starlette.responses import RedirectResponse, Response
@@ -191,7 +192,14 @@ async def machines_page(
 
 @router.get("/machines/table")
 async def machines_table(request: Request, machines: MachinesDep, _: WebUser) -> Response:
-    return render(request, "machines_table.html", **await _machine_table(machines, request))
+    """The table as its filters or pager refresh it; the address bar follows, so a
+    reload, a bookmark or Back shows the same list (not this fragment)."""
+    context = await _machine_table(machines, request)
+    response = render(request, "machines_table.html", **context)
+    defaults = {"page": "1", "sort": "room"}
+    shown = {k: v for k, v in context["q"].items() if v and defaults.get(k) != v}
+    response.headers["HX-Replace-Url"] = "/machines" + (f"?{urlencode(shown)}" if shown else "")
+    return response
 
 
 async def _machine_table(machine_service: Machines, request: Request) -> dict[str, Any]:

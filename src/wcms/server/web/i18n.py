@@ -13,6 +13,20 @@ from starlette.requests import Request
 LANGUAGES = ("en", "ko")
 COOKIE = "wcms_lang"
 
+# Why a machine went online or offline (services/presence.py, the agent's goodbye), as
+# shown; an unknown reason is shown as it is.
+PRESENCE_REASONS = {
+    "connected": "connected",
+    "shutdown": "shut down",
+    "restart": "restarting",
+    "connection_lost": "connection lost",
+    "heartbeat_timeout": "stopped answering",
+    "not_reconnected": "not back after a server restart",
+    "revoked": "removed by an admin",
+    "credential_revoked": "credential revoked",
+    "reinstalled": "agent reinstalled",
+}
+
 KO: dict[str, str] = {
     "Overview": "개요",
     "Rooms": "실습실",
@@ -111,9 +125,9 @@ KO: dict[str, str] = {
     "Nothing yet.": "아직 없습니다.",
     "No machines match.": "조건에 맞는 PC가 없습니다.",
     "Language": "언어",
-    "Send this command to {n} machines?": "{n}대의 PC에 이 명령을 보낼까요?",
-    "This is destructive. Send it to {n} machine(s)?": (
-        "되돌릴 수 없는 작업입니다. {n}대의 PC에 보낼까요?"
+    "Send “{action}” to {n} machine(s)?": "{n}대의 PC에 “{action}” 명령을 보낼까요?",
+    "“{action}” is destructive. Send it to {n} machine(s)?": (
+        "“{action}”은(는) 되돌릴 수 없는 작업입니다. {n}대의 PC에 보낼까요?"
     ),
     "Command #{id} sent to {n} machine(s).": "명령 #{id}을(를) {n}대의 PC에 보냈습니다.",
     "Actions for this room": "이 실습실에 명령 보내기",
@@ -158,6 +172,24 @@ KO: dict[str, str] = {
     "machines": "대",
     "Previous": "이전",
     "Next": "다음",
+    "connected": "연결됨",
+    "shut down": "종료됨",
+    "restarting": "재시작 중",
+    "connection lost": "연결 끊김",
+    "stopped answering": "응답 없음",
+    "not back after a server restart": "서버 재시작 후 재연결 안 됨",
+    "removed by an admin": "관리자가 제거함",
+    "credential revoked": "자격 증명 폐기됨",
+    "agent reinstalled": "에이전트 재설치됨",
+    "last known, before it went offline": "오프라인 전 마지막 값",
+    "What": "내용",
+    "Any type": "모든 종류",
+    "No commands match.": "조건에 맞는 명령이 없습니다.",
+    "Newest": "최신",
+    "Run “{action}” again on every machine where it did not succeed?": (
+        "성공하지 못한 모든 PC에서 “{action}” 명령을 다시 실행할까요?"
+    ),
+    "Older": "이전",
     "Duplicate agent": "중복 에이전트",
     "Live": "실시간",
     "Reconnecting…": "다시 연결 중…",

@@ -6,8 +6,10 @@ import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi.templating import Jinja2Templates
+from jinja2 import pass_context
 from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
@@ -15,13 +17,16 @@ from starlette.responses import HTMLResponse
 from wcms import __version__
 from wcms.server import csrf
 from wcms.server.api.deps import SESSION_COOKIE
-from wcms.server.web.i18n import negotiate, translator
+from wcms.server.web.i18n import PRESENCE_REASONS, negotiate, translator
 
 TEMPLATES = Path(__file__).with_name("templates")
 STATIC = Path(__file__).with_name("static")
 LOGIN_NONCE_COOKIE = "wcms_login_nonce"
 
 templates = Jinja2Templates(directory=TEMPLATES)
+
+
+WHAT_CHARS = 80
 
 
 def render(request: Request, template: str, *, status: int = 200, **context: Any) -> HTMLResponse:
@@ -76,6 +81,37 @@ def _bytes(value: float | None) -> str:
     return f"{size:.1f} TiB"
 
 
+def _query(fields: dict[str, Any]) -> str:
+    """A query string of the fields given a value."""
+    return urlencode({k: v for k, v in fields.items() if v not in (None, "")})
+
+
+def _what(payload: dict[str, Any]) -> str:
+    """A command's payload in one short line: what it was told to do."""
+    parts = []
+    for key, value in payload.items():
+        if value in (None, "", [], {}):
+            continue
+        shown = " ".join(map(str, value)) if isinstance(value, list) else str(value)
+        parts.append(shown if key in ("command", "text", "message") else f"{key}={shown}")
+    line = " · ".join(parts)
+    return line if len(line) <= WHAT_CHARS else line[: WHAT_CHARS - 1] + "…"
+
+
+@pass_context
+def _reason(context: Any, code: str | None) -> str:
+    """Why a machine went online or offline, in the page's language."""
+    if not code:
+        return "\u2013"
+    return str(context["_"](PRESENCE_REASONS.get(code, code)))
+
+
+@pass_context
+def _reason_labels(context: Any) -> dict[str, str]:
+    """Every presence reason's words, for the page's script to show live changes."""
+    return {code: str(context["_"](words)) for code, words in PRESENCE_REASONS.items()}
+
+
 def _duration(seconds: float | None) -> str:
     if not seconds:
         return "\u2013"
@@ -90,3 +126,7 @@ def _duration(seconds: float | None) -> str:
 templates.env.filters["time"] = _time
 templates.env.filters["bytes"] = _bytes
 templates.env.filters["duration"] = _duration
+templates.env.filters["query"] = _query
+templates.env.filters["what"] = _what
+templates.env.filters["reason"] = _reason
+templates.env.globals["reason_labels"] = _reason_labels

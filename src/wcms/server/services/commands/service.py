@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 
 from wcms.protocol import CommandCreate, CommandOut, CommandPoll, RunOut, RunUpdate
+from wcms.protocol.commands import CommandFilter
 from wcms.server.bus import Bus, InProcessBus
 from wcms.server.crypto import Sealer
 from wcms.server.services.audit import Actor
@@ -66,8 +67,11 @@ class Commands:
     async def get(self, command_id: int, *, events: bool = False, runs: bool = True) -> CommandOut:
         return await self.views.get(command_id, events=events, runs=runs)
 
-    async def list_commands(self, *, limit: int, before_id: int | None = None) -> list[CommandOut]:
-        return await self.views.list_commands(limit=limit, before_id=before_id)
+    async def list_commands(
+        self, *, limit: int, before_id: int | None = None, where: CommandFilter = CommandFilter()
+    ) -> list[CommandOut]:
+        """The newest commands first (older than ``before_id`` when given) that match."""
+        return await self.views.list_commands(limit=limit, before_id=before_id, where=where)
 
     async def machine_runs(self, machine_id: str, *, limit: int) -> list[RunOut]:
         return await self.views.machine_runs(machine_id, limit=limit)

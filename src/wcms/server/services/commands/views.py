@@ -11,6 +11,7 @@ from wcms.protocol import (
     RunResult,
     RunState,
 )
+from wcms.protocol.commands import CommandFilter
 from wcms.server.errors import NotFound
 from wcms.server.store import commands as store
 from wcms.server.store import runs as run_store
@@ -43,9 +44,13 @@ class CommandViews:
         out.runs = [run_out(r, by_run.get(r.run.id) if events else None) for r in rows]
         return out
 
-    async def list_commands(self, *, limit: int, before_id: int | None = None) -> list[CommandOut]:
+    async def list_commands(
+        self, *, limit: int, before_id: int | None = None, where: CommandFilter = CommandFilter()
+    ) -> list[CommandOut]:
         async with self._db.connect() as conn:
-            commands = await store.list_commands(conn, limit=limit, before_id=before_id)
+            commands = await store.list_commands(
+                conn, limit=limit, before_id=before_id, where=where
+            )
             summaries = await store.summaries(conn, [c.id for c in commands])
         return [_command(c, summaries.get(c.id, {})) for c in commands]
 

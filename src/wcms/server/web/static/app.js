@@ -63,6 +63,8 @@
     found.forEach(function (el) {
       el.dataset.status = d.status;
       el.querySelectorAll('[data-field="status"]').forEach(function (s) { s.textContent = W.t[d.status] || d.status; });
+      el.querySelectorAll('[data-field="reason"]').forEach(function (s) { s.textContent = (W.t.reasons || {})[d.reason] || d.reason || "–"; });
+      el.querySelectorAll('[data-field="changed"]').forEach(function (s) { s.textContent = d.at ? new Date(d.at).toLocaleString() : ""; });
     });
     if (!found.length) {
       document.dispatchEvent(new CustomEvent("wcms-unknown-machine", { detail: d }));
@@ -118,12 +120,16 @@
       return {
         type: first,
         question: "",
+        action: "",
+        dangerous: false,
         ask() {
           const n = Number(this.$root.dataset.count || 0);
-          const dangerous = destructive.indexOf(this.type) >= 0;
-          if (!always && !dangerous) return this.go();
-          if (n < 1) { this.question = (W.t.confirm || "").replace("{n}", 0); this.$refs.dialog.showModal(); return; }
-          this.question = (dangerous ? W.t.destructive : W.t.confirm).replace("{n}", n);
+          const option = this.$root.querySelector('select[name="type"] option:checked');
+          this.action = option ? option.textContent.trim() : this.type;
+          this.dangerous = destructive.indexOf(this.type) >= 0;
+          if (!always && !this.dangerous) return this.go();
+          const words = n < 1 ? W.t.confirm : (this.dangerous ? W.t.destructive : W.t.confirm);
+          this.question = (words || "").replace("{n}", n).replace("{action}", this.action);
           this.$refs.dialog.showModal();
         },
         go() {
