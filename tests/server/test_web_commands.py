@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from tests.server.test_web_programs import MACHINE, browser, harness
 
 __all__ = ["browser", "harness"]  # the fixtures this module shares
@@ -98,12 +100,19 @@ def test_the_icon_is_served_where_browsers_ask(harness):
     assert 'rel="icon"' in harness.client.get("/login").text
 
 
-def test_an_offline_machine_shows_its_figures_as_last_known_and_why(browser, harness):
+def test_the_reasons_a_machine_went_offline_are_in_words_for_the_live_page(browser, harness):
     client, _ = browser
-    page = client.get(f"/pc/{MACHINE}")
-    assert 'data-testid="last-known"' in page.text and "when-offline" in page.text
     korean = client.get(f"/pc/{MACHINE}", headers={"Accept-Language": "ko"}).text
     assert "오프라인 전 마지막 값" in korean
     strings = re.search(r'<script id="i18n" type="application/json">(.*?)</script>', korean)
     assert strings is not None
     assert json.loads(strings[1])["reasons"]["connection_lost"] == "연결 끊김"
+
+
+@pytest.mark.parametrize("bad", ["²", "9" * 5000, "-1", "0", "1e3", str(2**64)])
+def test_a_bad_page_number_shows_the_first_page(browser, bad):
+    client, _ = browser
+    assert client.get(f"/commands?before_id={bad}").status_code == 200
+    assert client.get(f"/machines?page={bad}").status_code == 200
+    table = client.get(f"/machines/table?page={bad}&q=x")
+    assert table.status_code == 200 and table.headers["HX-Replace-Url"] == "/machines?q=x"

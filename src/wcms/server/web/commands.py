@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Request
 from pydantic import ValidationError
@@ -21,7 +20,7 @@ from wcms.server.services.machines import Machines
 from wcms.server.web.deps import CheckedForm, WebActor, WebUser
 from wcms.server.web.fleet import filtered_machines
 from wcms.server.web.forms import HARMLESS_TYPES, payload_from
-from wcms.server.web.render import render
+from wcms.server.web.render import address, render, whole_number
 
 router = APIRouter(include_in_schema=False)
 
@@ -52,8 +51,7 @@ async def commands_table(request: Request, commands: CommandsDep, _: WebUser) ->
     filters, so a reload, a bookmark or Back shows the same list."""
     context = await _command_list(commands, request)
     response = render(request, "commands_table.html", **context)
-    shown = urlencode({k: v for k, v in context["q"].items() if v})
-    response.headers["HX-Replace-Url"] = "/commands" + (f"?{shown}" if shown else "")
+    response.headers["HX-Replace-Url"] = address("/commands", context["q"])
     return response
 
 
@@ -62,8 +60,7 @@ async def _command_list(commands: Commands, request: Request) -> dict[str, Any]:
     q = {k: params.get(k, "").strip()[:128] for k in ("type", "state", "selector", "user")}
     if q["state"] not in COMMAND_STATES:
         q["state"] = ""
-    before = params.get("before_id", "")
-    before_id = int(before) if before.isdigit() and 0 < int(before) <= INT64_MAX else None
+    before_id = whole_number(params.get("before_id", ""), maximum=INT64_MAX)
     where = CommandFilter(
         type=q["type"] or None,
         state=q["state"] or None,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Request
 from starlette.responses import RedirectResponse, Response
@@ -19,13 +18,14 @@ from wcms.server.services.rooms import Rooms, parse_seat
 from wcms.server.web.deps import CheckedForm, WebActor, WebUser
 from wcms.server.web.forms import command_forms
 from wcms.server.web.programs import form_context, machine_programs
-from wcms.server.web.render import render
+from wcms.server.web.render import address, render, whole_number
 
 router = APIRouter(include_in_schema=False)
 
 MachineId = Annotated[str, Path(max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$")]
 RoomName = Annotated[str, Path(min_length=1, max_length=128)]
 PAGE_SIZE = 100
+MAX_PAGE = 1_000_000
 SORTS: dict[str, Callable[[MachineOut], Any]] = {
     "name": lambda m: (m.hostname.casefold(), m.id),
     "room": lambda m: (m.room or "\uffff", seat_key(m.seat), m.hostname.casefold()),
@@ -197,8 +197,8 @@ async def machines_table(request: Request, machines: MachinesDep, _: WebUser) ->
     context = await _machine_table(machines, request)
     response = render(request, "machines_table.html", **context)
     defaults = {"page": "1", "sort": "room"}
-    shown = {k: v for k, v in context["q"].items() if v and defaults.get(k) != v}
-    response.headers["HX-Replace-Url"] = "/machines" + (f"?{urlencode(shown)}" if shown else "")
+    shown = {k: v for k, v in context["q"].items() if defaults.get(k) != v}
+    response.headers["HX-Replace-Url"] = address("/machines", shown)
     return response
 
 
@@ -219,7 +219,7 @@ async def _machine_table(machine_service: Machines, request: Request) -> dict[st
 def _filters(request: Request) -> dict[str, str]:
     params = request.query_params
     query = {k: params.get(k, "").strip()[:128] for k in ("q", "room", "tag", "status", "sort")}
-    query["page"] = params.get("page", "1") if params.get("page", "1").isdigit() else "1"
+    query["page"] = str(whole_number(params.get("page", ""), maximum=MAX_PAGE) or 1)
     return query
 
 

@@ -81,9 +81,24 @@ def _bytes(value: float | None) -> str:
     return f"{size:.1f} TiB"
 
 
-def _query(fields: dict[str, Any]) -> str:
+def query_string(fields: dict[str, Any]) -> str:
     """A query string of the fields given a value."""
     return urlencode({k: v for k, v in fields.items() if v not in (None, "")})
+
+
+def address(path: str, fields: dict[str, Any]) -> str:
+    """``path`` with the fields given a value as its query: a list page's own address."""
+    query = query_string(fields)
+    return f"{path}?{query}" if query else path
+
+
+def whole_number(text: str, *, maximum: int) -> int | None:
+    """A query parameter's positive whole number of at most ``maximum``, else None
+    (``str.isdigit`` alone takes "²", which ``int`` refuses)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(maximum)):
+        return None
+    number = int(text)
+    return number if 0 < number <= maximum else None
 
 
 def _what(payload: dict[str, Any]) -> str:
@@ -126,7 +141,7 @@ def _duration(seconds: float | None) -> str:
 templates.env.filters["time"] = _time
 templates.env.filters["bytes"] = _bytes
 templates.env.filters["duration"] = _duration
-templates.env.filters["query"] = _query
+templates.env.filters["query"] = query_string
 templates.env.filters["what"] = _what
 templates.env.filters["reason"] = _reason
 templates.env.globals["reason_labels"] = _reason_labels
